@@ -1,0 +1,44 @@
+"""Hypothesis strategies and helpers for random networks, shared by the test modules."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from refimpl.layers import LeakyReLU, ReLU, Sigmoid, Tanh
+from refimpl.network import mlp
+
+ACTIVATION_NAMES = ["relu", "leaky_relu", "tanh", "sigmoid"]
+
+
+@st.composite
+def random_mlp(draw, *, max_depth: int = 4, max_width: int = 32, bias=None, activations=None):
+    """A random float64 dense net (depth 1-4, widths 1-32, any activation) and a random batch."""
+    depth = draw(st.integers(1, max_depth))
+    sizes = draw(st.lists(st.integers(1, max_width), min_size=depth + 1, max_size=depth + 1))
+    activation = draw(st.sampled_from(activations or ACTIVATION_NAMES))
+    use_bias = draw(st.booleans()) if bias is None else bias
+    seed = draw(st.integers(0, 2**32 - 1))
+    n = draw(st.integers(1, 4))
+    extra = {"slope": draw(st.floats(0.0, 0.5))} if activation == "leaky_relu" else {}
+    net = mlp(sizes, activation=activation, bias=use_bias, rng=seed, **extra)
+    rng = np.random.default_rng(seed + 1)
+    for layer in net.layers:  # non-zero biases, so bias gradients are exercised
+        if "b" in layer.params:
+            layer.params["b"][:] = rng.normal(0, 0.5, layer.params["b"].shape)
+    x = rng.normal(0, 1, (n, sizes[0]))
+    return net, x, rng
+
+
+def min_abs_preactivation(net, x) -> float:
+    """Smallest ``|z|`` entering a ReLU or LeakyReLU (distance to a kink), ``inf`` if none."""
+    smallest = np.inf
+    a = x
+    for layer in net.layers:
+        if isinstance(layer, (ReLU, LeakyReLU)) and a.size:
+            smallest = min(smallest, float(np.abs(a).min()))
+        a, _ = layer.forward(a)
+    return smallest
+
+
+SMOOTH = (Tanh, Sigmoid)

@@ -1,0 +1,193 @@
+"""The model file: exact round trips, a catalogue of corruptions, atomic saves."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refimpl.modelfile import ModelFileError, load_model, load_model_with_meta, save_model
+from refimpl.network import Sequential, mlp
+
+from .nets import random_mlp
+
+
+@given(random_mlp(), st.sampled_from([np.float64, np.float32]))
+def test_round_trip_is_exact(tmp_path_factory, case, dtype):
+    net, x, _ = case
+    net.astype(dtype)
+    path = tmp_path_factory.mktemp("m") / "net.npz"
+    save_model(path, net, meta={"note": "x"})
+    loaded, meta = load_model_with_meta(path)
+    assert meta == {"note": "x"}
+    assert isinstance(loaded, Sequential)
+    assert [repr(la) for la in loaded.layers] == [repr(la) for la in net.layers]
+    for (n1, p1), (n2, p2) in zip(net.named_parameters(), loaded.named_parameters(), strict=True):
+        assert n1 == n2 and p1.dtype == p2.dtype
+        np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(loaded(x.astype(dtype)), net(x.astype(dtype)))
+
+
+def test_file_written_from_plain_arrays_as_in_the_readme(tmp_path):
+    rng = np.random.default_rng(0)
+    W1, b1, W2, b2 = rng.normal(size=(784, 32)), np.zeros(32), rng.normal(size=(32, 10)), np.zeros(10)
+    spec = {"format": "refimpl-model", "version": 1, "kind": "sequential",
+            "layers": [{"type": "dense"}, {"type": "relu"}, {"type": "dense"}]}
+    np.savez(tmp_path / "net.npz", __spec__=json.dumps(spec),
+             **{"layers.0.W": W1, "layers.0.b": b1, "layers.2.W": W2, "layers.2.b": b2})
+    net = load_model(tmp_path / "net.npz")
+    x = rng.normal(size=(2, 784))
+    np.testing.assert_allclose(net(x), np.maximum(x @ W1 + b1, 0) @ W2 + b2, rtol=1e-14)
+
+
+# --- a catalogue of corruptions -------------------------------------------------------------
+
+def _arrays(net):
+    return dict(net.named_parameters())
+
+
+def _spec(net):
+    return {"format": "refimpl-model", "version": 1, "kind": "sequential", "input_shape": [3],
+            "layers": [{"type": la.type_name, **la.config()} for la in net.layers]}
+
+
+def _write(path, spec, arrays):
+    np.savez(path, __spec__=json.dumps(spec) if isinstance(spec, dict) else spec, **arrays)
+
+
+NET = mlp([3, 4, 2], rng=0)
+
+
+def _corrupt(kind, path):
+    spec, arrays = _spec(NET), _arrays(NET)
+    if kind == "format":
+        spec["format"] = "something-else"
+    elif kind == "version":
+        spec["version"] = 99
+    elif kind == "kind":
+        spec["kind"] = "transformer"
+    elif kind == "layer type":
+        spec["layers"][1]["type"] = "softplus"
+    elif kind == "missing array":
+        del arrays["layers.2.b"]
+    elif kind == "extra array":
+        arrays["layers.9.W"] = np.ones((2, 2))
+    elif kind == "shapes do not chain":
+        arrays["layers.2.W"] = np.ones((5, 2))
+    elif kind == "bias shape":
+        arrays["layers.0.b"] = np.ones(7)
+    elif kind == "nan weight":
+        arrays["layers.0.W"] = np.full((3, 4), np.nan)
+    elif kind == "inf bias":
+        arrays["layers.0.b"] = np.array([0, np.inf, 0, 0])
+    elif kind == "integer array":
+        arrays["layers.0.W"] = np.ones((3, 4), dtype=np.int64)
+    elif kind == "input shape":
+        spec["input_shape"] = [5]
+    elif kind == "bad json":
+        spec = "{not json"
+    elif kind == "no spec":
+        np.savez(path, **arrays)
+        return
+    elif kind == "not a zip":
+        path.write_bytes(b"hello, I am not an npz file at all")
+        return
+    elif kind == "truncated":
+        _write(path, spec, arrays)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return
+    elif kind == "empty":
+        path.write_bytes(b"")
+        return
+    elif kind == "npy not npz":
+        np.save(path.with_suffix(".npy"), np.ones(3))
+        path.write_bytes(path.with_suffix(".npy").read_bytes())
+        return
+    elif kind == "pickled object":
+        buf = io.BytesIO()
+        np.savez(buf, __spec__=np.array([{"a": 1}], dtype=object), **arrays)
+        path.write_bytes(buf.getvalue())
+        return
+    elif kind == "unknown dense key":
+        spec["layers"][0]["activation"] = "relu"
+    elif kind == "leaky slope":
+        spec["layers"][1] = {"type": "leaky_relu", "slope": -1}
+    _write(path, spec, arrays)
+
+
+CATALOGUE = {
+    "format": "format must be 'refimpl-model'",
+    "version": "unsupported version 99",
+    "kind": "unknown model kind 'transformer'",
+    "layer type": "unknown layer type 'softplus'",
+    "missing array": r"needs arrays \['W', 'b'\]",
+    "extra array": r"extra array\(s\).*layers.9.W",
+    "shapes do not chain": "does not chain",
+    "bias shape": "b must have shape",
+    "nan weight": "NaN or inf",
+    "inf bias": "NaN or inf",
+    "integer array": "expected float32 or float64",
+    "input shape": "does not chain",
+    "bad json": "not valid JSON",
+    "no spec": "not a refimpl model file",
+    "not a zip": "not a readable .npz",
+    "truncated": "not a readable .npz",
+    "empty": "not a readable .npz",
+    "npy not npz": "not an .npz archive",
+    "pickled object": "not a readable .npz|0-d string",
+    "unknown dense key": "unknown config key",
+    "leaky slope": "slope",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CATALOGUE))
+def test_corrupt_model_files_raise_documented_error(tmp_path, kind):
+    path = tmp_path / "bad.npz"
+    _corrupt(kind, path)
+    with pytest.raises(ModelFileError, match=CATALOGUE[kind]) as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "nope.npz")
+
+
+def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "net.npz"
+    save_model(path, NET, meta={"v": 1})
+    before = path.read_bytes()
+
+    def crash(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(path, mlp([3, 2], rng=1))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.npz"]
+
+
+def test_save_refuses_nan_and_unknown_objects(tmp_path):
+    net = mlp([2, 2], rng=0)
+    net.parameters()[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        save_model(tmp_path / "x.npz", net)
+    with pytest.raises(TypeError, match="cannot save a dict"):
+        save_model(tmp_path / "y.npz", {"W": 1})
+    assert not any(tmp_path.iterdir())
+
+
+def test_archive_is_a_plain_zip_of_npy_files(tmp_path):
+    save_model(tmp_path / "n.npz", NET)
+    with zipfile.ZipFile(tmp_path / "n.npz") as z:
+        assert sorted(z.namelist()) == sorted(
+            ["__spec__.npy"] + [f"{n}.npy" for n, _ in NET.named_parameters()])
