@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from ._malloc import tune_malloc
 
 DEFAULT_ARCH = "784-512-256-10"
 
@@ -115,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``refimpl`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_malloc()
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError) as exc:
