@@ -6,8 +6,9 @@ Run from the project root:
         python benchmarks/bench_train.py
 
 The allocator variables avoid page-fault slowdowns from large temporaries (DESIGN.md sec. 3);
-the script prints whether they were set. ``--tuned`` instead calls ``refimpl._malloc.tune_malloc``
-(what the ``refimpl`` command does) and measures that. Synthetic inputs: throughput does not depend on data.
+the script prints whether they were set. ``--tuned`` instead calls
+``refimpl._malloc.tune_malloc`` (what the ``refimpl`` command does) and measures that.
+Synthetic inputs: throughput does not depend on the data.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ def bench(dtype, steps: int = 60, batch: int = 128) -> tuple[float, float]:
     y = rng.integers(0, 10, batch * steps)
     start = time.perf_counter()
     for s in range(steps):
-        xb = random_shift(x[s * batch:(s + 1) * batch], 2, rng, (28, 28), -1.0)
+        xb = random_shift(x[s * batch : (s + 1) * batch], 2, rng, (28, 28), -1.0)
         z, caches = net.forward(xb)
-        _, dz = softmax_cross_entropy(z, y[s * batch:(s + 1) * batch])
+        _, dz = softmax_cross_entropy(z, y[s * batch : (s + 1) * batch])
         opt.step(net.backward(caches, dz)[1])
     train_rate = batch * steps / (time.perf_counter() - start)
     start = time.perf_counter()

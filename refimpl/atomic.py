@@ -31,7 +31,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise FileNotFoundError(f"cannot write {str(path)!r}: directory {str(directory)!r} does not exist")
+        raise FileNotFoundError(
+            f"cannot write {str(path)!r}: directory {str(directory)!r} does not exist"
+        )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:

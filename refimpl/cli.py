@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from . import __version__
 from ._malloc import tune_malloc
@@ -24,19 +23,40 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--arch", default=DEFAULT_ARCH, help="layer widths (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=50, help="training epochs (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=128, help="minibatch size (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--lr-decay", type=float, default=0.95,
-                   help="learning-rate factor per epoch (default: %(default)s)")
-    p.add_argument("--shift", type=int, default=2,
-                   help="random-shift augmentation in pixels, 0 disables (default: %(default)s)")
+    p.add_argument(
+        "--batch-size", type=int, default=128, help="minibatch size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--lr-decay",
+        type=float,
+        default=0.95,
+        help="learning-rate factor per epoch (default: %(default)s)",
+    )
+    p.add_argument(
+        "--shift",
+        type=int,
+        default=2,
+        help="random-shift augmentation in pixels, 0 disables (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, augmentation")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="floating-point type of training and of the saved model (default: %(default)s)")
-    p.add_argument("--data", default=None,
-                   help="directory with the MNIST IDX files (default: search, see README)")
+    p.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="floating-point type of training and of the saved model (default: %(default)s)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="directory with the MNIST IDX files (default: search, see README)",
+    )
     p.add_argument("--no-download", action="store_true", help="never try to download MNIST")
-    p.add_argument("--out", default="classifier.npz", help="model file to write (default: %(default)s)")
+    p.add_argument(
+        "--out", default="classifier.npz", help="model file to write (default: %(default)s)"
+    )
     p.set_defaults(func=_cmd_train)
 
 
@@ -51,24 +71,50 @@ def _cmd_train(args: argparse.Namespace) -> int:
     x_train = scale_pixels(data.x_train, args.dtype)
     x_test = scale_pixels(data.x_test, args.dtype)
     if sizes[0] != x_train.shape[1] or sizes[-1] != 10:
-        raise ValueError(f"--arch must start with {x_train.shape[1]} and end with 10, got {args.arch}")
+        raise ValueError(
+            f"--arch must start with {x_train.shape[1]} and end with 10, got {args.arch}"
+        )
     net = mlp(sizes, rng=args.seed, dtype=args.dtype)
-    print(f"training {args.arch} ReLU classifier, {args.epochs} epochs, seed {args.seed}, "
-          f"{args.dtype}, on {len(x_train):,} digits; held out: {data.held_out_name}")
+    print(
+        f"training {args.arch} ReLU classifier, {args.epochs} epochs, seed {args.seed}, "
+        f"{args.dtype}, on {len(x_train):,} digits; held out: {data.held_out_name}"
+    )
     start = time.perf_counter()
-    train_classifier(net, x_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
-                     lr=args.lr, lr_decay=args.lr_decay, shift=args.shift, x_val=x_test,
-                     y_val=data.y_test, rng=args.seed)
+    train_classifier(
+        net,
+        x_train,
+        data.y_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_decay=args.lr_decay,
+        shift=args.shift,
+        x_val=x_test,
+        y_val=data.y_test,
+        rng=args.seed,
+    )
     seconds = time.perf_counter() - start
     loss, acc = evaluate(net, x_test, data.y_test)
-    print(f"accuracy on the {data.held_out_name}: {acc:.2%} (loss {loss:.4f}), "
-          f"trained in {seconds:.1f} s")
+    print(
+        f"accuracy on the {data.held_out_name}: {acc:.2%} (loss {loss:.4f}), "
+        f"trained in {seconds:.1f} s"
+    )
     meta = {
-        "refimpl_version": __version__, "task": "MNIST classifier", "data_source": data.source,
-        "train_size": len(x_train), "held_out": data.held_out_name, "held_out_accuracy": acc,
-        "held_out_loss": loss, "epochs": args.epochs, "seed": args.seed, "dtype": args.dtype,
-        "lr": args.lr, "lr_decay": args.lr_decay, "batch_size": args.batch_size,
-        "shift": args.shift, "train_seconds": round(seconds, 1),
+        "refimpl_version": __version__,
+        "task": "MNIST classifier",
+        "data_source": data.source,
+        "train_size": len(x_train),
+        "held_out": data.held_out_name,
+        "held_out_accuracy": acc,
+        "held_out_loss": loss,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "dtype": args.dtype,
+        "lr": args.lr,
+        "lr_decay": args.lr_decay,
+        "batch_size": args.batch_size,
+        "shift": args.shift,
+        "train_seconds": round(seconds, 1),
         "input_scaling": "pixels 0..255 mapped linearly to [-1, 1]",
     }
     out = save_model(args.out, net, meta)
@@ -77,9 +123,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print a model file's architecture and parameter counts",
-                       description="Load and validate a model file; print its layers, output "
-                       "shapes, parameter counts and stored metadata.")
+    p = sub.add_parser(
+        "info",
+        help="print a model file's architecture and parameter counts",
+        description="Load and validate a model file; print its layers, output "
+        "shapes, parameter counts and stored metadata.",
+    )
     p.add_argument("model", help="model file (.npz)")
     p.add_argument("--json", action="store_true", help="print the metadata as JSON")
     p.set_defaults(func=_cmd_info)

@@ -186,7 +186,7 @@ class Tanh(Layer):
 
 
 class Sigmoid(Layer):
-    """Logistic sigmoid: ``a = 1 / (1 + exp(-z))``, ``da/dz = a (1 - a)``; stable for large ``|z|``."""
+    """Logistic sigmoid: ``a = 1 / (1 + exp(-z))``, ``da/dz = a (1 - a)``; stable for any ``z``."""
 
     type_name = "sigmoid"
 
@@ -199,7 +199,7 @@ class Sigmoid(Layer):
 
 
 class LogSoftmax(Layer):
-    """Log-softmax over the last axis: ``y_c = z_c - log sum_c' exp(z_c')``, stable for any finite z.
+    """Log-softmax over the last axis: ``y_c = z_c - log sum_c' exp(z_c')``, stable for finite z.
 
     Backward: ``dz = dy - softmax(z) * sum_c dy_c``.
     """

@@ -36,7 +36,7 @@ def softmax_cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarr
 
 
 def binary_cross_entropy_with_logits(z: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean binary cross-entropy of sigmoid(z) against targets ``t`` in [0, 1] (soft labels allowed).
+    """Mean binary cross-entropy of sigmoid(z) against targets ``t`` in [0, 1] (soft labels ok).
 
     ``L = 1/N sum [max(z, 0) - z t + log(1 + exp(-|z|))]``, ``dL/dz = (sigmoid(z) - t) / N``,
     with ``N`` the number of elements.

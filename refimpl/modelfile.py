@@ -59,11 +59,13 @@ def _sequential_from_spec(spec: dict, arrays: _ArrayPool, prefix: str) -> Sequen
     layers_spec = _get(spec, "layers", list, prefix)
     input_shape = spec.get("input_shape")
     if input_shape is not None and not (
-        isinstance(input_shape, list) and input_shape
+        isinstance(input_shape, list)
+        and input_shape
         and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)
     ):
-        raise ModelFileError(f"{prefix}input_shape must be a list of positive integers, "
-                             f"got {input_shape!r}")
+        raise ModelFileError(
+            f"{prefix}input_shape must be a list of positive integers, got {input_shape!r}"
+        )
     layers = []
     for i, entry in enumerate(layers_spec):
         where = f"{prefix}layers[{i}]"
@@ -72,8 +74,10 @@ def _sequential_from_spec(spec: dict, arrays: _ArrayPool, prefix: str) -> Sequen
         config = {k: v for k, v in entry.items() if k != "type"}
         cls = LAYER_TYPES.get(entry["type"])
         if cls is None:
-            raise ModelFileError(f"{where} has unknown layer type {entry['type']!r}; known types: "
-                                 f"{sorted(LAYER_TYPES)}")
+            raise ModelFileError(
+                f"{where} has unknown layer type {entry['type']!r}; known types: "
+                f"{sorted(LAYER_TYPES)}"
+            )
         params = arrays.take_prefix(f"{prefix}layers.{i}.")
         try:
             layers.append(cls.from_config(config, params))
@@ -101,7 +105,9 @@ def encode_model(model: Any, prefix: str = "") -> tuple[dict, dict[str, np.ndarr
     for _kind, (cls, encode, _) in MODEL_KINDS.items():
         if type(model) is cls:
             return encode(model, prefix)
-    raise TypeError(f"cannot save a {type(model).__name__}; registered kinds: {sorted(MODEL_KINDS)}")
+    raise TypeError(
+        f"cannot save a {type(model).__name__}; registered kinds: {sorted(MODEL_KINDS)}"
+    )
 
 
 def decode_model(spec: Any, arrays: _ArrayPool, prefix: str = "") -> Any:
@@ -145,8 +151,8 @@ class _ArrayPool:
         self.source = source
 
     def take_prefix(self, prefix: str) -> dict[str, np.ndarray]:
-        names = [n for n in self.arrays if n.startswith(prefix) and "." not in n[len(prefix):]]
-        return {n[len(prefix):]: self.arrays.pop(n) for n in names}
+        names = [n for n in self.arrays if n.startswith(prefix) and "." not in n[len(prefix) :]]
+        return {n[len(prefix) :]: self.arrays.pop(n) for n in names}
 
 
 def load_model(path: str | os.PathLike) -> Any:
@@ -167,8 +173,10 @@ def load_model_with_meta(path: str | os.PathLike) -> tuple[Any, dict]:
         raise ModelFileError(f"{path}: no {SPEC_KEY!r} entry; not a refimpl model file")
     raw = arrays.pop(SPEC_KEY)
     if raw.shape != () or raw.dtype.kind != "U":
-        raise ModelFileError(f"{path}: {SPEC_KEY!r} must be a 0-d string array, got "
-                             f"dtype {raw.dtype} shape {raw.shape}")
+        raise ModelFileError(
+            f"{path}: {SPEC_KEY!r} must be a 0-d string array, got "
+            f"dtype {raw.dtype} shape {raw.shape}"
+        )
     try:
         spec = json.loads(str(raw))
     except json.JSONDecodeError as exc:
@@ -178,12 +186,15 @@ def load_model_with_meta(path: str | os.PathLike) -> tuple[Any, dict]:
     if spec.get("format") != FORMAT:
         raise ModelFileError(f"{path}: format must be {FORMAT!r}, got {spec.get('format')!r}")
     if spec.get("version") != VERSION:
-        raise ModelFileError(f"{path}: unsupported version {spec.get('version')!r}; this refimpl "
-                             f"reads version {VERSION}")
+        raise ModelFileError(
+            f"{path}: unsupported version {spec.get('version')!r}; this refimpl "
+            f"reads version {VERSION}"
+        )
     for name, value in arrays.items():
         if value.dtype not in (np.float32, np.float64):
-            raise ModelFileError(f"{path}: array {name!r} has dtype {value.dtype}; expected "
-                                 "float32 or float64")
+            raise ModelFileError(
+                f"{path}: array {name!r} has dtype {value.dtype}; expected float32 or float64"
+            )
         if not np.all(np.isfinite(value)):
             bad = int(value.size - np.count_nonzero(np.isfinite(value)))
             raise ModelFileError(f"{path}: array {name!r} contains {bad} NaN or inf value(s)")
@@ -211,8 +222,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-        raise ModelFileError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})"
-                             ) from None
+        raise ModelFileError(
+            f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _get(spec: dict, key: str, typ: type, prefix: str) -> Any:

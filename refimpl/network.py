@@ -43,7 +43,7 @@ class Sequential:
             raise ValueError(f"all parameters must share one dtype, got {sorted(map(str, dtypes))}")
 
     def _chain_shapes(self) -> list[tuple[int, ...]]:
-        """Per-sample shapes ``[input, after layer 0, ...]``; raise where the shapes do not chain."""
+        """Per-sample shapes ``[input, after layer 0, ...]``; raise where shapes do not chain."""
         shapes = [self.input_shape]
         for i, layer in enumerate(self.layers):
             try:
@@ -62,7 +62,7 @@ class Sequential:
         return params[0].dtype if params else np.dtype(np.float64)
 
     def check_input(self, x, name: str = "x") -> np.ndarray:
-        """Validate a batch ``x`` of shape ``(n, *input_shape)``, finite; cast to the net's dtype."""
+        """Validate a finite batch ``x`` of shape ``(n, *input_shape)``; cast to the net's dtype."""
         x = as_float_array(x, name, dtype=self.dtype)
         if x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
             raise ValueError(
@@ -93,7 +93,7 @@ class Sequential:
         return out
 
     def backward(self, caches: list[Any], dout: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Backpropagate ``dout``; return the input gradient and the gradients of ``parameters()``."""
+        """Backpropagate ``dout``; return the input gradient and gradients of ``parameters()``."""
         grads: list[np.ndarray] = []
         for layer, cache in zip(reversed(self.layers), reversed(caches), strict=True):
             dout, g = layer.backward(cache, dout)

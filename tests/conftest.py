@@ -10,7 +10,6 @@ Profiles (select with ``HYPOTHESIS_PROFILE=name`` or ``pytest --hypothesis-profi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 
@@ -21,10 +20,10 @@ settings.register_profile(
     "thorough", max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck)
 )
 settings.register_profile(
-    "ci", max_examples=40, deadline=None, derandomize=True,
+    "ci",
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_MNIST = PROJECT_ROOT.parent / "shared" / "data" / "mnist"

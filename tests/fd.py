@@ -10,7 +10,7 @@ H = 1e-6  # step; truncation error O(H^2), round-off O(eps |f| / H) ~ 1e-10 |f|
 
 
 def numeric_grad(f: Callable[[], float], x: np.ndarray, h: float = H) -> np.ndarray:
-    """Gradient of the scalar ``f()`` with respect to array ``x``, perturbed in place entry by entry."""
+    """Gradient of the scalar ``f()`` with respect to ``x``, perturbed in place entry by entry."""
     g = np.zeros_like(x)
     flat, gflat = x.reshape(-1), g.reshape(-1)
     for i in range(flat.size):

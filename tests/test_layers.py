@@ -44,7 +44,8 @@ def test_network_gradients_match_finite_differences(case):
 
 
 @pytest.mark.parametrize(
-    "layer", [ReLU(), LeakyReLU(0.1), LeakyReLU(0.0), Tanh(), Sigmoid(), LogSoftmax()],
+    "layer",
+    [ReLU(), LeakyReLU(0.1), LeakyReLU(0.0), Tanh(), Sigmoid(), LogSoftmax()],
     ids=repr,
 )
 @given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 5.0]))
@@ -62,8 +63,9 @@ def test_activation_backward_matches_finite_differences(layer, seed, scale):
 def test_dense_equals_its_sum_twin():
     rng = np.random.default_rng(0)
     a, W, b = rng.normal(size=(2, 4)), rng.normal(size=(4, 3)), rng.normal(size=3)
-    z_twin = np.array([[sum(a[n, j] * W[j, k] for j in range(4)) + b[k] for k in range(3)]
-                       for n in range(2)])
+    z_twin = np.array(
+        [[sum(a[n, j] * W[j, k] for j in range(4)) + b[k] for k in range(3)] for n in range(2)]
+    )
     z, _ = Dense(W, b).forward(a)
     np.testing.assert_allclose(z, z_twin, rtol=1e-14)
     z0, _ = Dense(W).forward(a)
@@ -135,8 +137,10 @@ def test_float32_on_request():
         (lambda: Dense(np.ones(3)), "W must have 2 dimensions"),
         (lambda: Dense(np.array([[np.nan]])), "NaN"),
         (lambda: LeakyReLU(-0.1), "slope"),
-        (lambda: Sequential([Dense(np.ones((2, 3))), ReLU(), Dense(np.ones((4, 1)))]),
-         "does not chain"),
+        (
+            lambda: Sequential([Dense(np.ones((2, 3))), ReLU(), Dense(np.ones((4, 1)))]),
+            "does not chain",
+        ),
         (lambda: Sequential([]), "at least one layer"),
         (lambda: mlp([3]), "at least input and output"),
         (lambda: mlp([3, 2], activation="softplus"), "activation must be one of"),

@@ -35,11 +35,23 @@ def test_round_trip_is_exact(tmp_path_factory, case, dtype):
 
 def test_file_written_from_plain_arrays_as_in_the_readme(tmp_path):
     rng = np.random.default_rng(0)
-    W1, b1, W2, b2 = rng.normal(size=(784, 32)), np.zeros(32), rng.normal(size=(32, 10)), np.zeros(10)
-    spec = {"format": "refimpl-model", "version": 1, "kind": "sequential",
-            "layers": [{"type": "dense"}, {"type": "relu"}, {"type": "dense"}]}
-    np.savez(tmp_path / "net.npz", __spec__=json.dumps(spec),
-             **{"layers.0.W": W1, "layers.0.b": b1, "layers.2.W": W2, "layers.2.b": b2})
+    W1, b1, W2, b2 = (
+        rng.normal(size=(784, 32)),
+        np.zeros(32),
+        rng.normal(size=(32, 10)),
+        np.zeros(10),
+    )
+    spec = {
+        "format": "refimpl-model",
+        "version": 1,
+        "kind": "sequential",
+        "layers": [{"type": "dense"}, {"type": "relu"}, {"type": "dense"}],
+    }
+    np.savez(
+        tmp_path / "net.npz",
+        __spec__=json.dumps(spec),
+        **{"layers.0.W": W1, "layers.0.b": b1, "layers.2.W": W2, "layers.2.b": b2},
+    )
     net = load_model(tmp_path / "net.npz")
     x = rng.normal(size=(2, 784))
     np.testing.assert_allclose(net(x), np.maximum(x @ W1 + b1, 0) @ W2 + b2, rtol=1e-14)
@@ -47,13 +59,19 @@ def test_file_written_from_plain_arrays_as_in_the_readme(tmp_path):
 
 # --- a catalogue of corruptions -------------------------------------------------------------
 
+
 def _arrays(net):
     return dict(net.named_parameters())
 
 
 def _spec(net):
-    return {"format": "refimpl-model", "version": 1, "kind": "sequential", "input_shape": [3],
-            "layers": [{"type": la.type_name, **la.config()} for la in net.layers]}
+    return {
+        "format": "refimpl-model",
+        "version": 1,
+        "kind": "sequential",
+        "input_shape": [3],
+        "layers": [{"type": la.type_name, **la.config()} for la in net.layers],
+    }
 
 
 def _write(path, spec, arrays):
@@ -190,4 +208,5 @@ def test_archive_is_a_plain_zip_of_npy_files(tmp_path):
     save_model(tmp_path / "n.npz", NET)
     with zipfile.ZipFile(tmp_path / "n.npz") as z:
         assert sorted(z.namelist()) == sorted(
-            ["__spec__.npy"] + [f"{n}.npy" for n, _ in NET.named_parameters()])
+            ["__spec__.npy"] + [f"{n}.npy" for n, _ in NET.named_parameters()]
+        )

@@ -68,7 +68,9 @@ def test_random_shift_equals_loop_twin():
     for n in range(6):
         padded = np.full((9, 8), -1.0)
         padded[2:7, 2:6] = x[n].reshape(5, 4)
-        np.testing.assert_array_equal(out[n].reshape(5, 4), padded[dy[n]:dy[n] + 5, dx[n]:dx[n] + 4])
+        np.testing.assert_array_equal(
+            out[n].reshape(5, 4), padded[dy[n] : dy[n] + 5, dx[n] : dx[n] + 4]
+        )
 
 
 def _blobs(n, seed):
@@ -84,8 +86,9 @@ def test_training_learns_and_is_deterministic():
     runs = []
     for _ in range(2):
         net = mlp([4, 16, 3], rng=5)
-        hist = train_classifier(net, x, y, epochs=15, batch_size=32, lr=1e-2, x_val=xv, y_val=yv,
-                                rng=7, log=None)
+        hist = train_classifier(
+            net, x, y, epochs=15, batch_size=32, lr=1e-2, x_val=xv, y_val=yv, rng=7, log=None
+        )
         runs.append((net, hist))
     (net, hist), (net2, _) = runs
     assert hist.train_loss[-1] < 0.5 * hist.train_loss[0]
