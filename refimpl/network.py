@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import as_float_array, check_float_dtype, check_int
+from ._table import format_table
 from .init import INITIALIZERS
 from .layers import ACTIVATIONS, Dense, Layer
 
@@ -127,12 +128,7 @@ class Sequential:
             n = sum(p.size for p in layer.params.values())
             rows.append((str(i), repr(layer), str(self.shapes[i + 1]), f"{n:,}"))
         total = sum(p.size for p in self.parameters())
-        widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-            for r in rows
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines = format_table(rows).split("\n")
         lines.append(f"input {self.input_shape}, {total:,} parameters, dtype {self.dtype}")
         return "\n".join(lines)
 

@@ -1,0 +1,51 @@
+"""Gradient-based explanations: sensitivity (eq. 4.1) and gradient x input (eq. 4.5-4.6)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..network import Sequential
+from .lrp import Explanation
+from .output import check_explainable, target_indices
+
+SENSITIVITY_OUTPUTS = ("squared", "raw", "abs")
+
+
+def class_gradient(net: Sequential, x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``f_c(x)`` (n,) and ``df_c/dx`` (n, d) for class indices ``c`` (n,), by backpropagation."""
+    logits, caches = net.forward(x)
+    seed = np.zeros_like(logits)
+    rows = np.arange(len(c))
+    seed[rows, c] = 1.0
+    grad, _ = net.backward(caches, seed)
+    return logits[rows, c], grad
+
+
+def _prepare(net, x, target):
+    check_explainable(net)
+    x = net.check_input(x)
+    return x, target_indices(net(x), target)
+
+
+def sensitivity(net: Sequential, x, *, target="predicted", output: str = "squared") -> Explanation:
+    """Sensitivity analysis, eq. 4.1: ``R_i = (df/dx_i)^2``, so ``sum_i R_i = ||grad f||^2``.
+
+    ``output="raw"`` returns ``df/dx_i`` (Zennit, iNNvestigate), ``"abs"`` ``|df/dx_i|`` (Captum).
+    """
+    if output not in SENSITIVITY_OUTPUTS:
+        raise ValueError(f"output must be one of {SENSITIVITY_OUTPUTS}, got {output!r}")
+    x, c = _prepare(net, x, target)
+    f, g = class_gradient(net, x, c)
+    R = g * g if output == "squared" else (g if output == "raw" else np.abs(g))
+    return Explanation(R, f, c)
+
+
+def gradient_x_input(net: Sequential, x, *, target="predicted") -> Explanation:
+    """Gradient x input, eq. 4.5-4.6: ``R_i = x_i df/dx_i``.
+
+    This is the Taylor decomposition at the root ``x~ = lim_{eps->0} eps x``; for positively
+    homogeneous nets (ReLU, no biases, eq. 4.4) it is exact: ``sum_i R_i = f(x)``.
+    """
+    x, c = _prepare(net, x, target)
+    f, g = class_gradient(net, x, c)
+    return Explanation(x * g, f, c)

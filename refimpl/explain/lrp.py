@@ -1,0 +1,198 @@
+"""Layer-wise relevance propagation through a network (eq. 4.7-4.9), with a relevance budget.
+
+Relevance starts at the output as ``R_L = f(x) onehot(c)`` (or a vector given by the caller),
+passes every dense layer by that layer's rule (:mod:`refimpl.explain.rules`) and every
+elementwise activation unchanged. Conservation (eq. 4.9) ``sum_i R_i = f(x)`` holds when no
+relevance is absorbed; the :class:`RelevanceBudget` reports, layer by layer, what biases and
+stabilizers absorbed and what zero denominators dropped, so that always
+``sum_i R_i + absorbed + dropped = f(x)`` (up to rounding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._table import format_table
+from ..layers import Dense
+from ..network import Sequential
+from .output import check_explainable, output_relevance, target_indices
+from .propagate import LayerBudget, propagate_dense
+from .rules import Rule
+
+
+class RuleMap:
+    """Which rule each dense layer uses, e.g. z^B first, alpha-beta in the middle, epsilon last.
+
+    Parameters
+    ----------
+    default : Rule, optional
+        For every dense layer not otherwise assigned.
+    first, middle, last : Rule, optional
+        For the first, the inner, and the last dense layer (for a single dense layer, ``first``
+        wins over ``last``).
+    layers : dict of int to Rule, optional
+        By index in ``net.layers``; wins over everything else.
+    """
+
+    def __init__(self, default: Rule | None = None, *, first: Rule | None = None,
+                 middle: Rule | None = None, last: Rule | None = None,
+                 layers: dict[int, Rule] | None = None):
+        for name, rule in (("default", default), ("first", first), ("middle", middle),
+                           ("last", last), *(((f"layers[{k}]", v) for k, v in (layers or {}).items()))):
+            if rule is not None and not isinstance(rule, Rule):
+                raise TypeError(f"{name} must be an LRP Rule, got {type(rule).__name__}")
+        self.default, self.first, self.middle, self.last = default, first, middle, last
+        self.layers = dict(layers or {})
+
+    @classmethod
+    def of(cls, rules) -> RuleMap:
+        """A RuleMap from a RuleMap, a single Rule (every layer), or a dict by layer index."""
+        if isinstance(rules, RuleMap):
+            return rules
+        if isinstance(rules, Rule):
+            return cls(rules)
+        if isinstance(rules, dict):
+            return cls(layers=rules)
+        raise TypeError(f"rules must be a Rule, a RuleMap or a dict of layer index to Rule, "
+                        f"got {type(rules).__name__}")
+
+    def resolve(self, net: Sequential) -> dict[int, Rule]:
+        """The rule of every dense layer, by its index in ``net.layers``."""
+        dense = [i for i, layer in enumerate(net.layers) if isinstance(layer, Dense)]
+        bad = sorted(set(self.layers) - set(dense))
+        if bad:
+            raise ValueError(f"rules given for layer(s) {bad}, which are not dense layers; dense "
+                             f"layers are {dense}")
+        out = {}
+        for pos, i in enumerate(dense):
+            if i in self.layers:
+                rule = self.layers[i]
+            elif pos == 0 and self.first is not None:
+                rule = self.first
+            elif pos == len(dense) - 1 and self.last is not None:
+                rule = self.last
+            elif 0 < pos < len(dense) - 1 and self.middle is not None:
+                rule = self.middle
+            else:
+                rule = self.default
+            if rule is None:
+                raise ValueError(f"no rule for dense layer {i} ({net.layers[i]!r}); give a default")
+            out[i] = rule
+        return out
+
+    def table(self, net: Sequential) -> str:
+        """A printable table: layer index, layer, rule."""
+        rules = self.resolve(net)
+        rows = [("#", "layer", "rule")]
+        for i, layer in enumerate(net.layers):
+            rows.append((str(i), repr(layer), rules[i].describe() if i in rules else "pass-through"))
+        return format_table(rows)
+
+
+@dataclass
+class RelevanceBudget:
+    """Where the explained output ``f(x)`` went, per sample.
+
+    Attributes
+    ----------
+    f : ndarray (n,)
+        Total output relevance ``sum_k R_L,k`` (the explained logit ``f(x)`` by default).
+    relevance : ndarray (n,)
+        ``sum_i R_i`` at the input.
+    layers : list of (int, str, LayerBudget)
+        Layer index, rule description and budget of every dense layer, output to input.
+    """
+
+    f: np.ndarray
+    relevance: np.ndarray
+    layers: list[tuple[int, str, LayerBudget]]
+
+    @property
+    def bias(self) -> np.ndarray:
+        return sum((lb.bias for _, _, lb in self.layers), np.zeros_like(self.f))
+
+    @property
+    def stabilizer(self) -> np.ndarray:
+        return sum((lb.stabilizer for _, _, lb in self.layers), np.zeros_like(self.f))
+
+    @property
+    def dropped(self) -> np.ndarray:
+        return sum((lb.dropped for _, _, lb in self.layers), np.zeros_like(self.f))
+
+    def closure_error(self) -> np.ndarray:
+        """``f - (sum_i R_i + bias + stabilizer + dropped)``: zero up to rounding."""
+        return self.f - (self.relevance + self.bias + self.stabilizer + self.dropped)
+
+    def table(self, sample: int | None = None) -> str:
+        """Per-layer sums (of one sample, or summed over the batch) as a printable table."""
+        pick = (lambda v: float(v.sum())) if sample is None else (lambda v: float(v[sample]))
+        rows = [("layer", "rule", "R out", "R in", "bias", "stabilizer", "dropped")]
+        for i, rule, lb in self.layers:
+            rows.append((str(i), rule.split("(")[0], *(f"{pick(v):.6g}" for v in (
+                lb.relevance_out, lb.relevance_in, lb.bias, lb.stabilizer, lb.dropped))))
+        what = "all samples" if sample is None else f"sample {sample}"
+        lines = [format_table(rows), "",
+                 f"budget ({what}): f(x) = {pick(self.f):.10g}",
+                 f"  sum_i R_i              {pick(self.relevance):.10g}",
+                 f"  absorbed by biases     {pick(self.bias):.10g}",
+                 f"  absorbed by stabilizer {pick(self.stabilizer):.10g}",
+                 f"  dropped (zero denom.)  {pick(self.dropped):.10g}",
+                 f"  closure error          {pick(self.closure_error()):.3g}"]
+        return "\n".join(lines)
+
+
+@dataclass
+class Explanation:
+    """Result of an explanation: input relevance and, for LRP, where relevance went."""
+
+    R: np.ndarray
+    f: np.ndarray
+    target: np.ndarray | None = None
+    layers: list[np.ndarray] | None = None
+    budget: RelevanceBudget | None = None
+
+
+def lrp(net: Sequential, x, rules, *, target="predicted", R_out=None,
+        keep_layers: bool = False) -> Explanation:
+    """Layer-wise relevance propagation (eq. 4.7-4.9) with a rule per dense layer.
+
+    Parameters
+    ----------
+    net : Sequential
+        Outputs logits (no final LogSoftmax).
+    x : ndarray (n, *input_shape)
+    rules : Rule, RuleMap or dict of layer index to Rule
+    target : "predicted", int or int array (n,)
+        Explained class; the output relevance is its logit ``f(x)``.
+    R_out : ndarray (n, C), optional
+        Start from this output relevance instead.
+    keep_layers : bool
+        Also return the relevance at every layer's input (``layers[i]`` enters ``net.layers[i]``,
+        ``layers[-1]`` is the output relevance).
+
+    Returns
+    -------
+    Explanation
+        ``R`` of ``x``'s shape, ``f`` (n,), and the :class:`RelevanceBudget`.
+    """
+    check_explainable(net)
+    x = net.check_input(x)
+    rule_of = RuleMap.of(rules).resolve(net)
+    acts = net.activations(x)
+    R = output_relevance(acts[-1], target, R_out)
+    c = None if R_out is not None else target_indices(acts[-1], target)
+    f = R.sum(axis=1)
+    kept = [R]
+    books = []
+    for i in reversed(range(len(net.layers))):
+        layer = net.layers[i]
+        if isinstance(layer, Dense):
+            R, lb = propagate_dense(rule_of[i], acts[i], layer.W, layer.b, R)
+            books.append((i, rule_of[i].describe(), lb))
+        if keep_layers:
+            kept.insert(0, R)
+    budget = RelevanceBudget(f, R.sum(axis=1), books)
+    return Explanation(R, f, c, kept if keep_layers else None, budget)
+

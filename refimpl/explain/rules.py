@@ -1,0 +1,412 @@
+"""LRP rules for a dense layer, each a small class citing its equation.
+
+A rule says how the relevance ``R_k`` of a layer's outputs is redistributed onto its inputs
+``a_j``. Every rule here has the same form (eq. 4.7-4.8 with rule-specific contributions)::
+
+    R_j = sum_t mult_t sum_k  c^t_jk / (sum_j' c^t_j'k + bias^t_k [+ stabilizer])  R_k  [mask^t_k]
+
+made of one or more *terms* ``t`` (alpha-beta has a positive and a negative one). A rule only
+lists its terms (:class:`Term`); :func:`refimpl.explain.propagate.propagate_dense` does the
+arithmetic once for all rules and books every bit of relevance that a bias, a stabilizer or a
+zero denominator absorbs. Contributions are never materialized as ``(n, J, K)`` arrays: a term's
+contributions are sums of products ``g_j h_jk`` of an input factor and a weight factor.
+
+Options follow the paper by default; DESIGN.md sec. 2 lists which values reproduce which peer.
+
+- ``bias``: ``"none"`` (no bias in the denominator: conservative), ``"split"`` (``b+`` in the
+  positive and ``b-`` in the negative denominator), ``"full"`` (``b`` in every denominator).
+- ``inputs`` (sign handling for alpha-beta, z+ and the original gamma rule): ``"nonnegative"``
+  (the paper: inputs are ReLU outputs, a negative one raises), ``"split"`` (split on the sign of
+  each contribution ``a_j w_jk``), ``"weights"`` (split the weights only: ``a_j w_jk^+``).
+- ``eps``/``stabilizer``: an optional :class:`~refimpl.explain.stabilizer.Stabilizer` on every
+  denominator (required by :class:`Epsilon`, off by default elsewhere).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._checks import as_float_array, check_positive
+from .stabilizer import Stabilizer
+
+BIAS_OPTIONS = ("none", "split", "full")
+INPUT_OPTIONS = ("nonnegative", "split", "weights")
+ALPHA_BETA_TOL = 1e-9  # |alpha - beta - 1| accepted, relative to max(1, alpha)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One normalized share: ``R_j += mult sum_k c_jk / (z_k + bias_k) R_k`` over masked ``k``.
+
+    ``c_jk = sum_m g_m[:, j] h_m[j, k]``; ``z_k = sum_j c_jk``.
+
+    Attributes
+    ----------
+    parts : tuple of (g, h)
+        Input factors ``g`` of shape ``(n, J)`` or ``(1, J)`` and weight factors ``h`` ``(J, K)``.
+    bias : ndarray of shape (K,), optional
+        Added to the denominator; the relevance it takes is reported as absorbed by biases.
+    mult : float
+        ``1``, ``alpha`` or ``-beta``.
+    mask : ndarray of bool, shape (n, K), optional
+        The output units this term serves (the generalized gamma rule branches on ``sign(z)``).
+    """
+
+    parts: tuple[tuple[np.ndarray, np.ndarray], ...]
+    bias: np.ndarray | None = None
+    mult: float = 1.0
+    mask: np.ndarray | None = None
+
+
+def _pos(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0)
+
+
+def _neg(x: np.ndarray) -> np.ndarray:
+    return np.minimum(x, 0)
+
+
+def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_nonnegative(a: np.ndarray, rule: str) -> None:
+    if a.size and a.min() < 0:
+        raise ValueError(
+            f"{rule} with inputs='nonnegative' (the paper's assumption, eq. 4.10-4.13) got a "
+            f"negative input ({a.min():.6g}); use inputs='split' or 'weights', or another rule "
+            "for this layer (e.g. z^B on pixels)"
+        )
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Base class: ``terms(a, W, b)`` lists the terms; ``stabilizer`` is applied to each."""
+
+    name = "rule"
+
+    def terms(self, a: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> list[Term]:
+        raise NotImplementedError
+
+    @property
+    def stabilizer(self) -> Stabilizer | None:
+        eps = getattr(self, "eps", 0.0)
+        return Stabilizer(eps, getattr(self, "stabilizer_kind", "signed")) if eps else None
+
+    @property
+    def conservative(self) -> bool:
+        """True if, with non-zero denominators, the rule conserves relevance exactly."""
+        return False
+
+    def describe(self) -> str:
+        """The rule and its options, as printed in a rule-map table."""
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{self.name}({opts})"
+
+
+def _epsilon_terms(a, W, b, bias: str) -> list[Term]:
+    return [Term(((a, W),), bias=b if bias == "full" else None)]
+
+
+@dataclass(frozen=True)
+class LRP0(Rule):
+    """LRP-0, eq. 4.7-4.8 with ``R_{j<-k} = a_j w_jk / z_k R_k``: ``R_j = sum_k a_j w_jk / z_k R_k``.
+
+    ``z_k = sum_j a_j w_jk + b_k`` includes the bias (``bias="full"``, every peer) unless
+    ``bias="none"``. For ReLU nets it equals gradient x input. A zero ``z_k`` drops ``R_k``.
+    """
+
+    bias: str = "full"
+    name = "lrp-0"
+
+    def __post_init__(self):
+        _check_choice(self.bias, "bias", ("none", "full"))
+
+    def terms(self, a, W, b):
+        return _epsilon_terms(a, W, b, self.bias)
+
+    @property
+    def conservative(self):
+        return self.bias == "none"
+
+
+@dataclass(frozen=True)
+class Epsilon(Rule):
+    """LRP-epsilon: ``R_j = sum_k a_j w_jk / (z_k + eps sign(z_k)) R_k`` (stabilized eq. 4.7-4.8).
+
+    ``stabilizer_kind`` picks how eps enters (see :class:`Stabilizer`); eps -> 0 gives LRP-0.
+    """
+
+    eps: float = 1e-6
+    stabilizer_kind: str = "signed"
+    bias: str = "full"
+    name = "lrp-epsilon"
+
+    def __post_init__(self):
+        check_positive(self.eps, "eps")
+        Stabilizer(self.eps, self.stabilizer_kind)
+        _check_choice(self.bias, "bias", ("none", "full"))
+
+    def terms(self, a, W, b):
+        return _epsilon_terms(a, W, b, self.bias)
+
+
+def _signed_terms(a, W, b, bias, inputs, rule_name, beta_needed):
+    """Positive and negative parts of the contributions ``a_j w_jk`` (alpha-beta, z+)."""
+    if inputs == "nonnegative":
+        _check_nonnegative(a, rule_name)
+    Wp, Wn = _pos(W), _neg(W)
+    if inputs == "split":
+        ap, an = _pos(a), _neg(a)
+        pos_parts, neg_parts = ((ap, Wp), (an, Wn)), ((ap, Wn), (an, Wp))
+    else:
+        pos_parts, neg_parts = ((a, Wp),), ((a, Wn),)
+    if b is None or bias == "none":
+        bp = bn = None
+    elif bias == "split":
+        bp, bn = _pos(b), _neg(b)
+    else:
+        bp = bn = b
+    return (pos_parts, bp), ((neg_parts, bn) if beta_needed else None)
+
+
+@dataclass(frozen=True)
+class AlphaBeta(Rule):
+    """Alpha-beta rule, eq. 4.10-4.13 (``alpha - beta = 1``, ``beta >= 0``)::
+
+        R_j = sum_k (alpha a_j w+_jk / sum_j a_j w+_jk - beta a_j w-_jk / sum_j a_j w-_jk) R_k
+
+    The positive share of ``R_k`` is ``alpha R_k`` and the negative ``-beta R_k`` (eq. 4.12-4.13),
+    so relevance is conserved when both denominators are non-zero. ``alpha - beta = 1`` is
+    checked up to ``1e-9`` relative; alpha=1, beta=0 equals z+.
+    """
+
+    alpha: float = 1.0
+    beta: float = 0.0
+    bias: str = "none"
+    inputs: str = "nonnegative"
+    eps: float = 0.0
+    stabilizer_kind: str = "signed"
+    name = "lrp-alpha-beta"
+
+    def __post_init__(self):
+        for label, value in (("alpha", self.alpha), ("beta", self.beta)):
+            if not np.isfinite(value):
+                raise ValueError(f"{label} must be finite, got {value}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0 (eq. 4.10-4.13), got beta={self.beta}")
+        if abs(self.alpha - self.beta - 1) > ALPHA_BETA_TOL * max(1.0, abs(self.alpha)):
+            raise ValueError(
+                f"alpha - beta must equal 1 (eq. 4.10-4.13), got alpha={self.alpha}, "
+                f"beta={self.beta} (alpha - beta = {self.alpha - self.beta!r})"
+            )
+        _check_choice(self.bias, "bias", BIAS_OPTIONS)
+        _check_choice(self.inputs, "inputs", INPUT_OPTIONS)
+        if self.eps:
+            Stabilizer(self.eps, self.stabilizer_kind)
+
+    def terms(self, a, W, b):
+        (pp, bp), neg = _signed_terms(a, W, b, self.bias, self.inputs, self.name, self.beta != 0)
+        terms = [Term(pp, bias=bp, mult=self.alpha)]
+        if neg is not None:
+            terms.append(Term(neg[0], bias=neg[1], mult=-self.beta))
+        return terms
+
+    @property
+    def conservative(self):
+        return self.bias == "none" and not self.eps
+
+
+@dataclass(frozen=True)
+class ZPlus(Rule):
+    """z+ rule (deep Taylor, root point on the positive orthant; alpha=1, beta=0 of eq. 4.10)::
+
+    R_j = sum_k a_j w+_jk / sum_j a_j w+_jk R_k,   a_j >= 0
+    """
+
+    bias: str = "none"
+    inputs: str = "nonnegative"
+    eps: float = 0.0
+    stabilizer_kind: str = "signed"
+    name = "lrp-zplus"
+
+    def __post_init__(self):
+        _check_choice(self.bias, "bias", BIAS_OPTIONS)
+        _check_choice(self.inputs, "inputs", INPUT_OPTIONS)
+        if self.eps:
+            Stabilizer(self.eps, self.stabilizer_kind)
+
+    def terms(self, a, W, b):
+        (pp, bp), _ = _signed_terms(a, W, b, self.bias, self.inputs, self.name, False)
+        return [Term(pp, bias=bp)]
+
+    @property
+    def conservative(self):
+        return self.bias == "none" and not self.eps
+
+
+@dataclass(frozen=True)
+class ZB(Rule):
+    """z^B rule (deep Taylor, root point in the box ``l <= x <= h``), for the pixel layer::
+
+        R_i = sum_j (x_i w_ij - l_i w+_ij - h_i w-_ij) / sum_i (x_i w_ij - l_i w+_ij - h_i w-_ij) R_j
+
+    ``low``/``high``: scalars or per-feature arrays; defaults -1 and 1 match refimpl's pixel
+    scaling. Inputs outside the box raise. No bias.
+    """
+
+    low: float | np.ndarray = -1.0
+    high: float | np.ndarray = 1.0
+    eps: float = 0.0
+    stabilizer_kind: str = "signed"
+    name = "lrp-zb"
+
+    def __post_init__(self):
+        low = as_float_array(self.low, "low")
+        high = as_float_array(self.high, "high")
+        if low.ndim > 1 or high.ndim > 1:
+            raise ValueError("low and high must be scalars or 1-d per-feature arrays")
+        if np.any(low > high):
+            raise ValueError("low must be <= high for every feature")
+        if self.eps:
+            Stabilizer(self.eps, self.stabilizer_kind)
+
+    def bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``low`` and ``high`` broadcast to ``(1, J)``; raise if ``x`` leaves the box."""
+        shape = (1, x.shape[1])
+        try:
+            low = np.broadcast_to(np.asarray(self.low, dtype=x.dtype), shape)
+            high = np.broadcast_to(np.asarray(self.high, dtype=x.dtype), shape)
+        except ValueError:
+            raise ValueError(
+                f"z^B bounds must be scalars or have {x.shape[1]} entries (one per input), got "
+                f"shapes {np.shape(self.low)} and {np.shape(self.high)}"
+            ) from None
+        outside = (x < low) | (x > high)
+        if outside.any():
+            n, j = np.argwhere(outside)[0]
+            raise ValueError(
+                f"z^B needs low <= x <= high; input [{n}, {j}] = {x[n, j]:.6g} lies outside "
+                f"[{low[0, j]:.6g}, {high[0, j]:.6g}] ({int(outside.sum())} input(s) outside)"
+            )
+        return low, high
+
+    def terms(self, a, W, b):
+        low, high = self.bounds(a)
+        return [Term(((a, W), (low, -_pos(W)), (high, -_neg(W))))]
+
+    @property
+    def conservative(self):
+        return not self.eps
+
+    def describe(self):
+        def show(v):
+            return f"{float(v):g}" if np.ndim(v) == 0 else f"array{np.shape(v)}"
+
+        return f"{self.name}(low={show(self.low)}, high={show(self.high)}, eps={self.eps!r})"
+
+
+@dataclass(frozen=True)
+class WSquare(Rule):
+    """w^2 rule (deep Taylor, unbounded inputs): ``R_i = sum_j w_ij^2 / sum_i w_ij^2 R_j``.
+
+    ``bias="squared"`` adds ``b_j^2`` to the denominator, as Zennit does (not conservative).
+    """
+
+    bias: str = "none"
+    eps: float = 0.0
+    stabilizer_kind: str = "signed"
+    name = "lrp-w2"
+
+    def __post_init__(self):
+        _check_choice(self.bias, "bias", ("none", "squared"))
+        if self.eps:
+            Stabilizer(self.eps, self.stabilizer_kind)
+
+    def terms(self, a, W, b):
+        ones = np.ones((1, W.shape[0]), dtype=W.dtype)
+        use_b = b is not None and self.bias == "squared"
+        return [Term(((ones, W * W),), bias=b * b if use_b else None)]
+
+    @property
+    def conservative(self):
+        return self.bias == "none" and not self.eps
+
+
+@dataclass(frozen=True)
+class Flat(Rule):
+    """Flat rule: every input gets an equal share, ``R_i = sum_j 1 / J R_j`` (``w = 1``, no bias)."""
+
+    eps: float = 0.0
+    stabilizer_kind: str = "signed"
+    name = "lrp-flat"
+
+    def __post_init__(self):
+        if self.eps:
+            Stabilizer(self.eps, self.stabilizer_kind)
+
+    def terms(self, a, W, b):
+        return [Term(((np.ones((1, W.shape[0]), W.dtype), np.ones_like(W)),))]
+
+    @property
+    def conservative(self):
+        return not self.eps
+
+
+@dataclass(frozen=True)
+class Gamma(Rule):
+    """Gamma rule (Montavon et al. 2019, the LRP overview; not in the 2017 paper)::
+
+        R_j = sum_k a_j (w_jk + gamma w+_jk) / sum_j a_j (w_jk + gamma w+_jk) R_k
+
+    ``variant="original"``: as written, for ``a >= 0`` (``inputs`` as in :class:`AlphaBeta`), with
+    the bias treated as a weight of a constant input 1: ``b + gamma b+`` (``bias="full"``), plain
+    ``b`` (``bias="raw"``, Captum) or none. ``variant="generalized"`` (Zennit): split inputs by
+    sign and branch on the sign of ``z_k = sum_j a_j w_jk + b_k``; for ``z_k > 0`` the
+    contributions are ``a+ (w + gamma w+) + a- (w + gamma w-)`` with bias ``b + gamma b+``, for
+    ``z_k < 0`` ``a+ (w + gamma w-) + a- (w + gamma w+)`` with ``b + gamma b-``; a unit with
+    ``z_k = 0`` passes no relevance (booked as dropped).
+    """
+
+    gamma: float = 0.25
+    variant: str = "original"
+    bias: str = "full"
+    inputs: str = "nonnegative"
+    eps: float = 0.0
+    stabilizer_kind: str = "signed"
+    name = "lrp-gamma"
+
+    def __post_init__(self):
+        check_positive(self.gamma, "gamma", allow_zero=True)
+        _check_choice(self.variant, "variant", ("original", "generalized"))
+        _check_choice(self.bias, "bias", ("none", "full", "raw"))
+        _check_choice(self.inputs, "inputs", ("nonnegative", "weights"))
+        if self.eps:
+            Stabilizer(self.eps, self.stabilizer_kind)
+
+    def _bias(self, b, clamp):
+        if b is None or self.bias == "none":
+            return None
+        return b if self.bias == "raw" else b + self.gamma * clamp(b)
+
+    def terms(self, a, W, b):
+        g = self.gamma
+        if self.variant == "original":
+            if self.inputs == "nonnegative":
+                _check_nonnegative(a, self.name)
+            return [Term(((a, W + g * _pos(W)),), bias=self._bias(b, _pos))]
+        ap, an = _pos(a), _neg(a)
+        z = a @ W + (b if b is not None and self.bias != "none" else 0)
+        up, down = W + g * _pos(W), W + g * _neg(W)
+        return [
+            Term(((ap, up), (an, down)), bias=self._bias(b, _pos), mask=z > 0),
+            Term(((ap, down), (an, up)), bias=self._bias(b, _neg), mask=z < 0),
+        ]
+
+
+RULES: dict[str, type[Rule]] = {
+    cls.name: cls for cls in (LRP0, Epsilon, AlphaBeta, ZPlus, ZB, WSquare, Flat, Gamma)
+}
