@@ -8,6 +8,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from . import __version__
 from ._malloc import tune_malloc
 
@@ -148,6 +150,302 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    from .explain.methods import METHODS
+
+    p = sub.add_parser(
+        "explain",
+        help="compute reference relevances for inputs (sensitivity, Taylor, LRP rules)",
+        description="Explain the logit f_c(x) of a model for every input sample and write the "
+        "relevances (same shape as the input) to a .npy file. Methods: sensitivity (eq. 4.1), "
+        "gradient_x_input (4.5-4.6), taylor (4.2-4.3), one LRP rule on every dense layer "
+        "(lrp-0, lrp-epsilon, lrp-alpha-beta (4.10-4.13), lrp-zplus, lrp-zb, lrp-w2, lrp-flat, "
+        "lrp-gamma), or 'lrp' with a per-layer --rules map.",
+        epilog="example: refimpl explain classifier.npz digits.npy --method lrp "
+        "--rules first=lrp-zb middle=lrp-alpha-beta:alpha=2:beta=1 last=lrp-epsilon:eps=0.25 "
+        "--out R.npy --budget --heatmap R.png",
+    )
+    p.add_argument("model", help="model file (.npz)")
+    p.add_argument("input", help=".npy array of shape (n, *input_shape), one sample, or images")
+    p.add_argument(
+        "--method",
+        required=True,
+        choices=METHODS,
+        metavar="NAME",
+        help="one of: " + ", ".join(METHODS),
+    )
+    p.add_argument(
+        "--target",
+        default="predicted",
+        help="'predicted' (default) or a class index: the logit that is explained",
+    )
+    p.add_argument("--out", required=True, help="output .npy file for the relevances")
+    p.add_argument(
+        "--budget",
+        action="store_true",
+        help="print the relevance budget (LRP): per-layer sums, absorbed, dropped",
+    )
+    p.add_argument("--heatmap", metavar="PNG", help="also save heatmaps (red +, blue -)")
+    p.add_argument("--image-shape", help="HxW for heatmaps (default: from the input, or square)")
+    rules = p.add_argument_group("LRP rule options (for a single rule; see --rules for maps)")
+    rules.add_argument("--eps", type=float, help="stabilizer epsilon (> 0)")
+    rules.add_argument(
+        "--stabilizer",
+        dest="stabilizer_kind",
+        choices=("signed", "unsigned", "zero_only", "relative"),
+        help="how eps enters the denominator (default signed: z + eps sign(z))",
+    )
+    rules.add_argument("--alpha", type=float, help="alpha of the alpha-beta rule")
+    rules.add_argument("--beta", type=float, help="beta of the alpha-beta rule")
+    rules.add_argument(
+        "--bias",
+        choices=("none", "split", "full", "squared", "raw"),
+        help="bias handling in the denominators (rule-specific values)",
+    )
+    rules.add_argument(
+        "--inputs",
+        choices=("nonnegative", "split", "weights"),
+        help="handling of negative inputs (alpha-beta, z+, gamma)",
+    )
+    rules.add_argument("--gamma", type=float, help="gamma of the gamma rule (>= 0)")
+    rules.add_argument("--gamma-variant", dest="variant", choices=("original", "generalized"))
+    rules.add_argument("--low", type=float, help="z^B lower bound (scalar)")
+    rules.add_argument("--high", type=float, help="z^B upper bound (scalar)")
+    rules.add_argument(
+        "--rules",
+        nargs="+",
+        metavar="WHERE=RULE[:K=V...]",
+        help="rule map for --method lrp: WHERE is first, middle, last, default or "
+        "a layer index; e.g. first=lrp-zb middle=lrp-alpha-beta:alpha=2:beta=1",
+    )
+    other = p.add_argument_group("gradient and Taylor options")
+    other.add_argument(
+        "--sensitivity-output",
+        dest="output",
+        choices=("squared", "raw", "abs"),
+        help="sensitivity: (df/dx)^2 (default, eq. 4.1), raw df/dx, or |df/dx|",
+    )
+    other.add_argument(
+        "--root",
+        choices=("limit", "search"),
+        help="taylor: root point (default limit, for homogeneous nets)",
+    )
+    other.add_argument(
+        "--direction",
+        choices=("segment", "gradient"),
+        help="taylor search: toward the origin (segment) or down the gradient",
+    )
+    p.set_defaults(func=_cmd_explain)
+
+
+_OPTION_NAMES = (
+    "eps",
+    "stabilizer_kind",
+    "alpha",
+    "beta",
+    "bias",
+    "inputs",
+    "gamma",
+    "variant",
+    "low",
+    "high",
+    "output",
+    "root",
+    "direction",
+)
+
+
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_rule_map(items: Sequence[str]):
+    """Parse ``WHERE=RULE[:K=V...]`` items into a RuleMap."""
+    from .explain.lrp import RuleMap
+    from .explain.rules import make_rule
+
+    kwargs: dict = {}
+    layers: dict = {}
+    for item in items:
+        where, sep, spec = item.partition("=")
+        if not sep or not spec:
+            raise ValueError(f"--rules item must look like WHERE=RULE[:K=V...], got {item!r}")
+        name, *opts = spec.split(":")
+        options = {}
+        for opt in opts:
+            key, sep, value = opt.partition("=")
+            if not sep:
+                raise ValueError(f"rule option must look like K=V, got {opt!r} in {item!r}")
+            options[key] = _parse_value(value)
+        rule = make_rule(name, **options)
+        if where in ("first", "middle", "last", "default"):
+            kwargs[where] = rule
+        elif where.isdigit():
+            layers[int(where)] = rule
+        else:
+            raise ValueError(
+                f"--rules WHERE must be first, middle, last, default or a layer "
+                f"index, got {where!r}"
+            )
+    return RuleMap(kwargs.pop("default", None), layers=layers, **kwargs)
+
+
+def _load_input(path: str, net) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Load INPUT.npy as a batch for ``net``; return it and the shape to give the relevances."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"input file {path!r} does not exist") from None
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"input {path!r} is not a readable .npy array ({exc})") from None
+    d = int(np.prod(net.input_shape))
+    if x.ndim == 0 or x.size % d or x.size == 0:
+        raise ValueError(
+            f"input {path!r} has shape {x.shape}; expected (n, "
+            f"{', '.join(map(str, net.input_shape))}) or anything of n x {d} values"
+        )
+    batch = (
+        x.reshape(-1, *net.input_shape)
+        if x.shape[-len(net.input_shape) :] != net.input_shape or x.ndim == len(net.input_shape)
+        else x
+    )
+    return net.check_input(batch, f"input {path!r}"), x.shape
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .atomic import atomic_write
+    from .explain.methods import GRADIENT_METHODS, explain
+    from .explain.rules import RULES
+    from .modelfile import load_model
+
+    net = load_model(args.model)
+    x, shape = _load_input(args.input, net)
+    target = args.target if args.target == "predicted" else _parse_target(args.target)
+    options = {k: getattr(args, k) for k in _OPTION_NAMES if getattr(args, k) is not None}
+    rules = None
+    if args.rules:
+        if args.method != "lrp":
+            raise ValueError("--rules needs --method lrp")
+        if options:
+            raise ValueError(
+                f"with --rules give options per rule (RULE:K=V), not {sorted(options)}"
+            )
+        rules = parse_rule_map(args.rules)
+    if args.budget and args.method in GRADIENT_METHODS:
+        raise ValueError(f"--budget applies to LRP methods, not {args.method!r}")
+    result = explain(net, x, args.method, target=target, rules=rules, **options)
+    with atomic_write(args.out) as f:
+        np.save(f, result.R.reshape(shape))
+    f_x = result.f
+    R_sum = result.R.reshape(len(f_x), -1).sum(axis=1)
+    print(f"{args.method}: {len(f_x)} sample(s), target {_describe_target(result.target)}")
+    if rules is not None:
+        print(rules.table(net))
+    elif args.method in RULES:
+        print(f"rule on every dense layer: {result.budget.layers[0][1]}")
+    for i in range(min(len(f_x), 10)):
+        print(f"  sample {i}: f(x) = {f_x[i]:.6g}, sum R = {R_sum[i]:.6g}")
+    if hasattr(result, "residual"):
+        print(
+            f"  taylor: max |f(root)| = {np.abs(result.f_root).max():.3g}, "
+            f"max |residual| = {np.abs(result.residual).max():.3g}"
+        )
+    if args.budget:
+        print(result.budget.table(0 if len(f_x) == 1 else None))
+    print(f"wrote {args.out}")
+    if args.heatmap:
+        _save_heatmap(args, x, result.R, shape)
+    return 0
+
+
+def _parse_target(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--target must be 'predicted' or a class index, got {text!r}") from None
+
+
+def _describe_target(c) -> str:
+    if c is None:
+        return "given R_out"
+    c = np.asarray(c)
+    return str(c[:10].tolist()) + (" ..." if c.size > 10 else "")
+
+
+def _save_heatmap(args, x, R, shape) -> None:
+    from .heatmap import save_heatmaps
+
+    out = save_heatmaps(
+        R, args.heatmap, image_shape=_image_shape(args.image_shape, shape), images=x
+    )
+    print(f"wrote {out}")
+
+
+def _image_shape(text: str | None, array_shape: tuple[int, ...]) -> tuple[int, int]:
+    """``HxW`` from ``--image-shape``, else the last two axes of a 3-d array, else a square."""
+    if text is not None:
+        try:
+            h, w = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--image-shape must look like 28x28, got {text!r}") from None
+        return h, w
+    if len(array_shape) >= 3:
+        return array_shape[-2], array_shape[-1]
+    d = int(np.prod(array_shape[1:])) if len(array_shape) > 1 else int(np.prod(array_shape))
+    side = int(round(np.sqrt(d)))
+    if side * side != d:
+        raise ValueError(
+            f"cannot draw {d} values per sample as a square image; give --image-shape HxW"
+        )
+    return side, side
+
+
+def _add_heatmap(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "heatmap",
+        help="draw relevances (.npy) as heatmaps (PNG)",
+        description="Draw relevance maps as the paper does: red relevance, blue "
+        "counter-relevance, a color scale symmetric around zero; one image per sample.",
+    )
+    p.add_argument("relevance", help=".npy relevances (n, d) or (n, h, w)")
+    p.add_argument("--input", help=".npy inputs, drawn above the heatmaps")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--image-shape", help="HxW (default: from the array, or square)")
+    p.add_argument(
+        "--shared-scale",
+        action="store_true",
+        help="one color scale for all images (default: each its own max |R|)",
+    )
+    p.set_defaults(func=_cmd_heatmap)
+
+
+def _cmd_heatmap(args: argparse.Namespace) -> int:
+    from .heatmap import save_heatmaps, symmetric_limit
+
+    R = _load_npy(args.relevance, "relevance")
+    image_shape = _image_shape(args.image_shape, R.shape)
+    R = R.reshape(len(R), -1) if R.ndim > 1 else R[None]
+    x = None if args.input is None else _load_npy(args.input, "input")
+    scale = symmetric_limit(R) if args.shared_scale else None
+    out = save_heatmaps(R, args.out, image_shape=image_shape, images=x, scale=scale)
+    print(f"wrote {out}")
+    return 0
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file {path!r} does not exist") from None
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{what} {path!r} is not a readable .npy array ({exc})") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="refimpl",
@@ -158,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_info(sub)
+    _add_explain(sub)
+    _add_heatmap(sub)
     return parser
 
 

@@ -9,7 +9,7 @@ from refimpl.cli import build_parser, main
 from refimpl.idx import write_idx
 from refimpl.modelfile import load_model_with_meta
 
-SUBCOMMANDS = ["train", "info"]
+SUBCOMMANDS = ["train", "info", "explain", "heatmap"]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS)
@@ -62,3 +62,121 @@ def test_errors_exit_2_with_a_message(tiny_mnist, tmp_path, capsys, argv, messag
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.fixture
+def model_and_input(tmp_path):
+    from refimpl.modelfile import save_model
+    from refimpl.network import mlp
+
+    net = mlp([16, 8, 6, 3], rng=1)
+    save_model(tmp_path / "net.npz", net)
+    x = np.random.default_rng(2).uniform(-1, 1, (5, 4, 4))
+    np.save(tmp_path / "x.npy", x)
+    return net, x, tmp_path
+
+
+def test_explain_writes_relevance_of_the_input_shape(model_and_input, capsys):
+    from refimpl.explain.lrp import lrp
+    from refimpl.explain.rules import AlphaBeta, Epsilon
+
+    net, x, d = model_and_input
+    argv = ["explain", str(d / "net.npz"), str(d / "x.npy"), "--out", str(d / "R.npy")]
+    assert main([*argv, "--method", "lrp-epsilon", "--eps", "0.01", "--budget"]) == 0
+    out = capsys.readouterr().out
+    assert "closure error" in out and "absorbed by biases" in out
+    R = np.load(d / "R.npy")
+    assert R.shape == x.shape
+    expected = lrp(net, x.reshape(5, 16), Epsilon(eps=0.01)).R
+    np.testing.assert_allclose(R.reshape(5, 16), expected, rtol=1e-13, atol=1e-15)
+    rules = ["first=lrp-zb", "default=lrp-alpha-beta:alpha=2:beta=1:inputs=split"]
+    assert (
+        main(
+            [
+                *argv,
+                "--method",
+                "lrp",
+                "--rules",
+                *rules,
+                "--target",
+                "1",
+                "--heatmap",
+                str(d / "R.png"),
+            ]
+        )
+        == 0
+    )
+    assert (d / "R.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from refimpl.explain.lrp import RuleMap
+    from refimpl.explain.rules import ZB
+
+    twin = lrp(
+        net, x.reshape(5, 16), RuleMap(AlphaBeta(2, 1, inputs="split"), first=ZB()), target=1
+    ).R
+    np.testing.assert_allclose(np.load(d / "R.npy").reshape(5, 16), twin, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--method", "nope"], "invalid choice"),
+        (["--method", "lrp-alpha-beta", "--alpha", "1.5", "--beta", "0.4"], "alpha - beta must"),
+        (["--method", "lrp-alpha-beta", "--beta", "-1", "--alpha", "0"], "beta must be >= 0"),
+        (["--method", "lrp-epsilon", "--eps", "0"], "eps must be finite and > 0"),
+        (["--method", "lrp-epsilon", "--alpha", "2"], "takes no option"),
+        (["--method", "lrp-zplus"], "negative input"),
+        (["--method", "gradient_x_input", "--target", "3"], "target must lie in"),
+        (["--method", "gradient_x_input", "--target", "two"], "--target must be"),
+        (["--method", "lrp", "--rules", "first=lrp-zb"], "no rule for dense layer"),
+        (["--method", "lrp-0", "--rules", "first=lrp-zb"], "--rules needs --method lrp"),
+        (["--method", "sensitivity", "--budget"], "--budget applies to LRP"),
+        (["--method", "taylor"], "root='limit'"),
+    ],
+)
+def test_explain_errors(model_and_input, capsys, extra, message):
+    _, _, d = model_and_input
+    argv = ["explain", str(d / "net.npz"), str(d / "x.npy"), "--out", str(d / "R.npy"), *extra]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse rejects unknown choices itself
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (d / "R.npy").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda x: np.full_like(x, np.nan), "NaN or infinite"),
+        (lambda x: x[:, :3], "expected (n, 16)"),
+        (lambda x: x.astype(str), "numeric"),
+    ],
+)
+def test_explain_rejects_bad_input_files(model_and_input, capsys, make, message):
+    _, x, d = model_and_input
+    np.save(d / "bad.npy", make(x))
+    argv = [
+        "explain",
+        str(d / "net.npz"),
+        str(d / "bad.npy"),
+        "--out",
+        str(d / "R.npy"),
+        "--method",
+        "gradient_x_input",
+    ]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_heatmap_command(model_and_input, capsys):
+    _, x, d = model_and_input
+    np.save(d / "R.npy", x - 0.1)
+    argv = ["heatmap", str(d / "R.npy"), "--input", str(d / "x.npy"), "--image-shape", "4x4"]
+    assert main([*argv, "--out", str(d / "h.png"), "--shared-scale"]) == 0
+    assert (d / "h.png").read_bytes()[:4] == b"\x89PNG"
+    assert main([*argv[:2], "--out", str(d / "h2.png"), "--image-shape", "5x5"]) == 2
+    assert "does not hold images of shape (5, 5)" in capsys.readouterr().err
+    np.save(d / "R15.npy", np.ones((2, 15)))
+    assert main(["heatmap", str(d / "R15.npy"), "--out", str(d / "h3.png")]) == 2
+    assert "as a square image" in capsys.readouterr().err

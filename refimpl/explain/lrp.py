@@ -36,11 +36,22 @@ class RuleMap:
         By index in ``net.layers``; wins over everything else.
     """
 
-    def __init__(self, default: Rule | None = None, *, first: Rule | None = None,
-                 middle: Rule | None = None, last: Rule | None = None,
-                 layers: dict[int, Rule] | None = None):
-        for name, rule in (("default", default), ("first", first), ("middle", middle),
-                           ("last", last), *(((f"layers[{k}]", v) for k, v in (layers or {}).items()))):
+    def __init__(
+        self,
+        default: Rule | None = None,
+        *,
+        first: Rule | None = None,
+        middle: Rule | None = None,
+        last: Rule | None = None,
+        layers: dict[int, Rule] | None = None,
+    ):
+        for name, rule in (
+            ("default", default),
+            ("first", first),
+            ("middle", middle),
+            ("last", last),
+            *(((f"layers[{k}]", v) for k, v in (layers or {}).items())),
+        ):
             if rule is not None and not isinstance(rule, Rule):
                 raise TypeError(f"{name} must be an LRP Rule, got {type(rule).__name__}")
         self.default, self.first, self.middle, self.last = default, first, middle, last
@@ -55,16 +66,20 @@ class RuleMap:
             return cls(rules)
         if isinstance(rules, dict):
             return cls(layers=rules)
-        raise TypeError(f"rules must be a Rule, a RuleMap or a dict of layer index to Rule, "
-                        f"got {type(rules).__name__}")
+        raise TypeError(
+            f"rules must be a Rule, a RuleMap or a dict of layer index to Rule, "
+            f"got {type(rules).__name__}"
+        )
 
     def resolve(self, net: Sequential) -> dict[int, Rule]:
         """The rule of every dense layer, by its index in ``net.layers``."""
         dense = [i for i, layer in enumerate(net.layers) if isinstance(layer, Dense)]
         bad = sorted(set(self.layers) - set(dense))
         if bad:
-            raise ValueError(f"rules given for layer(s) {bad}, which are not dense layers; dense "
-                             f"layers are {dense}")
+            raise ValueError(
+                f"rules given for layer(s) {bad}, which are not dense layers; dense "
+                f"layers are {dense}"
+            )
         out = {}
         for pos, i in enumerate(dense):
             if i in self.layers:
@@ -87,7 +102,9 @@ class RuleMap:
         rules = self.resolve(net)
         rows = [("#", "layer", "rule")]
         for i, layer in enumerate(net.layers):
-            rows.append((str(i), repr(layer), rules[i].describe() if i in rules else "pass-through"))
+            rows.append(
+                (str(i), repr(layer), rules[i].describe() if i in rules else "pass-through")
+            )
         return format_table(rows)
 
 
@@ -130,16 +147,33 @@ class RelevanceBudget:
         pick = (lambda v: float(v.sum())) if sample is None else (lambda v: float(v[sample]))
         rows = [("layer", "rule", "R out", "R in", "bias", "stabilizer", "dropped")]
         for i, rule, lb in self.layers:
-            rows.append((str(i), rule.split("(")[0], *(f"{pick(v):.6g}" for v in (
-                lb.relevance_out, lb.relevance_in, lb.bias, lb.stabilizer, lb.dropped))))
+            rows.append(
+                (
+                    str(i),
+                    rule.split("(")[0],
+                    *(
+                        f"{pick(v):.6g}"
+                        for v in (
+                            lb.relevance_out,
+                            lb.relevance_in,
+                            lb.bias,
+                            lb.stabilizer,
+                            lb.dropped,
+                        )
+                    ),
+                )
+            )
         what = "all samples" if sample is None else f"sample {sample}"
-        lines = [format_table(rows), "",
-                 f"budget ({what}): f(x) = {pick(self.f):.10g}",
-                 f"  sum_i R_i              {pick(self.relevance):.10g}",
-                 f"  absorbed by biases     {pick(self.bias):.10g}",
-                 f"  absorbed by stabilizer {pick(self.stabilizer):.10g}",
-                 f"  dropped (zero denom.)  {pick(self.dropped):.10g}",
-                 f"  closure error          {pick(self.closure_error()):.3g}"]
+        lines = [
+            format_table(rows),
+            "",
+            f"budget ({what}): f(x) = {pick(self.f):.10g}",
+            f"  sum_i R_i              {pick(self.relevance):.10g}",
+            f"  absorbed by biases     {pick(self.bias):.10g}",
+            f"  absorbed by stabilizer {pick(self.stabilizer):.10g}",
+            f"  dropped (zero denom.)  {pick(self.dropped):.10g}",
+            f"  closure error          {pick(self.closure_error()):.3g}",
+        ]
         return "\n".join(lines)
 
 
@@ -154,8 +188,9 @@ class Explanation:
     budget: RelevanceBudget | None = None
 
 
-def lrp(net: Sequential, x, rules, *, target="predicted", R_out=None,
-        keep_layers: bool = False) -> Explanation:
+def lrp(
+    net: Sequential, x, rules, *, target="predicted", R_out=None, keep_layers: bool = False
+) -> Explanation:
     """Layer-wise relevance propagation (eq. 4.7-4.9) with a rule per dense layer.
 
     Parameters
@@ -195,4 +230,3 @@ def lrp(net: Sequential, x, rules, *, target="predicted", R_out=None,
             kept.insert(0, R)
     budget = RelevanceBudget(f, R.sum(axis=1), books)
     return Explanation(R, f, c, kept if keep_layers else None, budget)
-

@@ -1,4 +1,4 @@
-"""What is explained: the pre-softmax logit ``f(x)`` of a class, never the softmax (DESIGN sec. 1)."""
+"""What is explained: the pre-softmax logit ``f(x)`` of a class, never the softmax (DESIGN 1)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def target_indices(logits: np.ndarray, target) -> np.ndarray:
     n, n_out = logits.shape
     if isinstance(target, str):
         if target != "predicted":
-            raise ValueError(f"target must be 'predicted', a class index or an array, got {target!r}")
+            raise ValueError(
+                f"target must be 'predicted', a class index or an array, got {target!r}"
+            )
         return logits.argmax(axis=1)
     t = np.asarray(target)
     if t.dtype == bool or not np.issubdtype(t.dtype, np.integer):
@@ -35,7 +37,9 @@ def target_indices(logits: np.ndarray, target) -> np.ndarray:
     if t.shape != (n,):
         raise ValueError(f"target must be one index or {n} indices (one per sample), got {t.shape}")
     if t.min() < 0 or t.max() >= n_out:
-        raise ValueError(f"target must lie in [0, {n_out}), got {t.min() if t.min() < 0 else t.max()}")
+        raise ValueError(
+            f"target must lie in [0, {n_out}), got {t.min() if t.min() < 0 else t.max()}"
+        )
     return t.astype(np.intp)
 
 
@@ -53,7 +57,9 @@ def output_relevance(logits: np.ndarray, target="predicted", R_out=None) -> np.n
     if R_out is not None:
         R_out = np.asarray(R_out, dtype=logits.dtype)
         if R_out.shape != logits.shape:
-            raise ValueError(f"R_out must have the output's shape {logits.shape}, got {R_out.shape}")
+            raise ValueError(
+                f"R_out must have the output's shape {logits.shape}, got {R_out.shape}"
+            )
         if not np.all(np.isfinite(R_out)):
             raise ValueError("R_out contains NaN or inf")
         return R_out

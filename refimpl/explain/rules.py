@@ -24,7 +24,7 @@ Options follow the paper by default; DESIGN.md sec. 2 lists which values reprodu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def _epsilon_terms(a, W, b, bias: str) -> list[Term]:
 
 @dataclass(frozen=True)
 class LRP0(Rule):
-    """LRP-0, eq. 4.7-4.8 with ``R_{j<-k} = a_j w_jk / z_k R_k``: ``R_j = sum_k a_j w_jk / z_k R_k``.
+    """LRP-0, eq. 4.7-4.8 with messages ``R_{j<-k} = a_j w_jk R_k / z_k``, summed over ``k``.
 
     ``z_k = sum_j a_j w_jk + b_k`` includes the bias (``bias="full"``, every peer) unless
     ``bias="none"``. For ReLU nets it equals gradient x input. A zero ``z_k`` drops ``R_k``.
@@ -252,7 +252,7 @@ class ZPlus(Rule):
 class ZB(Rule):
     """z^B rule (deep Taylor, root point in the box ``l <= x <= h``), for the pixel layer::
 
-        R_i = sum_j (x_i w_ij - l_i w+_ij - h_i w-_ij) / sum_i (x_i w_ij - l_i w+_ij - h_i w-_ij) R_j
+        R_i = sum_j  q_ij / sum_i q_ij  R_j,   q_ij = x_i w_ij - l_i w+_ij - h_i w-_ij
 
     ``low``/``high``: scalars or per-feature arrays; defaults -1 and 1 match refimpl's pixel
     scaling. Inputs outside the box raise. No bias.
@@ -338,7 +338,7 @@ class WSquare(Rule):
 
 @dataclass(frozen=True)
 class Flat(Rule):
-    """Flat rule: every input gets an equal share, ``R_i = sum_j 1 / J R_j`` (``w = 1``, no bias)."""
+    """Flat rule: every input gets an equal share, ``R_i = sum_j R_j / J`` (``w = 1``, no bias)."""
 
     eps: float = 0.0
     stabilizer_kind: str = "signed"
@@ -410,3 +410,15 @@ class Gamma(Rule):
 RULES: dict[str, type[Rule]] = {
     cls.name: cls for cls in (LRP0, Epsilon, AlphaBeta, ZPlus, ZB, WSquare, Flat, Gamma)
 }
+
+
+def make_rule(name: str, **options) -> Rule:
+    """Build a rule by name (``RULES``) with keyword options, naming any option it does not take."""
+    if name not in RULES:
+        raise ValueError(f"unknown LRP rule {name!r}; known rules: {sorted(RULES)}")
+    cls = RULES[name]
+    accepted = {f.name for f in fields(cls)}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(f"rule {name!r} takes no option(s) {unknown}; it takes {sorted(accepted)}")
+    return cls(**options)

@@ -47,16 +47,26 @@ def is_positively_homogeneous(net: Sequential) -> bool:
     return True
 
 
-def taylor_relevance(net: Sequential, x: np.ndarray, root: np.ndarray, c: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def taylor_relevance(
+    net: Sequential, x: np.ndarray, root: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """First-order terms, eq. 4.3: ``R_i = df_c/dx_i|_{x~} (x_i - x~_i)``; also ``f_c(x~)``."""
     f_root, g = class_gradient(net, root, c)
     return g * (x - root), f_root
 
 
-def taylor(net: Sequential, x, *, root="limit", target="predicted", direction: str = "segment",
-           reference=None, max_distance: float | None = None, grid: int = 64,
-           tol: float = 1e-10) -> TaylorResult:
+def taylor(
+    net: Sequential,
+    x,
+    *,
+    root="limit",
+    target="predicted",
+    direction: str = "segment",
+    reference=None,
+    max_distance: float | None = None,
+    grid: int = 64,
+    tol: float = 1e-10,
+) -> TaylorResult:
     """Simple Taylor decomposition (eq. 4.2-4.3) of ``f_c`` at a root point.
 
     Parameters
@@ -92,14 +102,24 @@ def taylor(net: Sequential, x, *, root="limit", target="predicted", direction: s
             raise ValueError(f"root must be one of {ROOTS} or an array, got {root!r}")
         if root == "limit":
             if not is_positively_homogeneous(net):
-                raise ValueError("root='limit' (x~ = eps x, eps -> 0) is a root point only for "
-                                 "positively homogeneous nets (ReLU, no biases, eq. 4.4); use "
-                                 "root='search' or give a root point")
+                raise ValueError(
+                    "root='limit' (x~ = eps x, eps -> 0) is a root point only for "
+                    "positively homogeneous nets (ReLU, no biases, eq. 4.4); use "
+                    "root='search' or give a root point"
+                )
             f, g = class_gradient(net, x, c)
             zero = np.zeros_like(x)
             return TaylorResult(g * x, zero, np.zeros_like(f), f, c)
-        root_point = search_root(net, x, c, direction=direction, reference=reference,
-                                 max_distance=max_distance, grid=grid, tol=tol)
+        root_point = search_root(
+            net,
+            x,
+            c,
+            direction=direction,
+            reference=reference,
+            max_distance=max_distance,
+            grid=grid,
+            tol=tol,
+        )
     else:
         root_point = net.check_input(np.broadcast_to(root, x.shape), "root")
     f, _ = class_gradient(net, x, c)
@@ -107,9 +127,18 @@ def taylor(net: Sequential, x, *, root="limit", target="predicted", direction: s
     return TaylorResult(R, root_point, f_root, f, c)
 
 
-def search_root(net: Sequential, x: np.ndarray, c: np.ndarray, *, direction: str = "segment",
-                reference=None, max_distance: float | None = None, grid: int = 64,
-                tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
+def search_root(
+    net: Sequential,
+    x: np.ndarray,
+    c: np.ndarray,
+    *,
+    direction: str = "segment",
+    reference=None,
+    max_distance: float | None = None,
+    grid: int = 64,
+    tol: float = 1e-10,
+    max_iter: int = 200,
+) -> np.ndarray:
     """A root ``f_c(x~) = 0`` along a line from ``x``, vectorized over the batch.
 
     The line is ``x + t v``, ``t in [0, 1]``: ``v = reference - x`` (segment) or
@@ -125,16 +154,22 @@ def search_root(net: Sequential, x: np.ndarray, c: np.ndarray, *, direction: str
     n, d = x.shape
     f0, g = class_gradient(net, x, c)
     if direction == "segment":
-        ref = np.zeros_like(x) if reference is None else np.broadcast_to(
-            net.check_input(np.atleast_2d(reference), "reference"), x.shape)
+        ref = (
+            np.zeros_like(x)
+            if reference is None
+            else np.broadcast_to(net.check_input(np.atleast_2d(reference), "reference"), x.shape)
+        )
         v = ref - x
     else:
-        dist = 2 * np.sqrt(d) if max_distance is None else check_positive(max_distance,
-                                                                          "max_distance")
+        dist = (
+            2 * np.sqrt(d) if max_distance is None else check_positive(max_distance, "max_distance")
+        )
         norm = np.linalg.norm(g, axis=1, keepdims=True)
         if np.any(norm == 0):
-            raise ValueError(f"grad f is zero for sample(s) {np.flatnonzero(norm[:, 0] == 0)}: "
-                             "no gradient direction to search along")
+            raise ValueError(
+                f"grad f is zero for sample(s) {np.flatnonzero(norm[:, 0] == 0)}: "
+                "no gradient direction to search along"
+            )
         v = -dist * g / norm
     rows = np.arange(n)
 

@@ -1,0 +1,47 @@
+"""One entry point for every explanation method, by name (used by the command line)."""
+
+from __future__ import annotations
+
+from ..network import Sequential
+from .gradient import gradient_x_input, sensitivity
+from .lrp import Explanation, RuleMap, lrp
+from .rules import RULES, make_rule
+from .taylor import TaylorResult, taylor
+
+GRADIENT_METHODS = ("sensitivity", "gradient_x_input", "taylor")
+METHODS = (*GRADIENT_METHODS, *sorted(RULES), "lrp")
+
+
+def explain(
+    net: Sequential, x, method: str, *, target="predicted", rules: RuleMap | None = None, **options
+) -> Explanation | TaylorResult:
+    """Explain ``f_c(x)`` with ``method`` (one of ``METHODS``).
+
+    ``sensitivity`` takes ``output``; ``taylor`` takes ``root``, ``direction``, ``reference``,
+    ``max_distance``; an LRP rule name (``lrp-epsilon``, ...) takes that rule's options and is
+    applied to every dense layer; ``lrp`` takes a ``RuleMap`` as ``rules``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+    if method == "lrp":
+        if rules is None:
+            raise ValueError("method 'lrp' needs a rule map (rules=RuleMap(...) or --rules)")
+        if options:
+            raise ValueError(f"method 'lrp' takes its options per rule, got {sorted(options)}")
+        return lrp(net, x, rules, target=target)
+    if rules is not None:
+        raise ValueError(f"a rule map applies to method 'lrp' only, not {method!r}")
+    if method in RULES:
+        return lrp(net, x, make_rule(method, **options), target=target)
+    allowed = {
+        "sensitivity": {"output"},
+        "gradient_x_input": set(),
+        "taylor": {"root", "direction", "reference", "max_distance"},
+    }[method]
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"method {method!r} takes no option(s) {unknown}; it takes {sorted(allowed) or 'none'}"
+        )
+    fn = {"sensitivity": sensitivity, "gradient_x_input": gradient_x_input, "taylor": taylor}
+    return fn[method](net, x, target=target, **options)
