@@ -24,7 +24,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "softmax cross-entropy and Adam, report held-out accuracy, and write a model file.",
     )
     p.add_argument("--arch", default=DEFAULT_ARCH, help="layer widths (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=50, help="training epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=80, help="training epochs (default: %(default)s)")
     p.add_argument(
         "--batch-size", type=int, default=128, help="minibatch size (default: %(default)s)"
     )
