@@ -20,7 +20,9 @@ def random_mlp(draw, *, max_depth: int = 4, max_width: int = 32, bias=None, acti
     use_bias = draw(st.booleans()) if bias is None else bias
     seed = draw(st.integers(0, 2**32 - 1))
     n = draw(st.integers(1, 4))
-    extra = {"slope": draw(st.floats(0.0, 0.5))} if activation == "leaky_relu" else {}
+    # slope 0 or >= 1e-3: subnormal slopes make 1e-323 denominators that overflow any LRP-0
+    slope = draw(st.one_of(st.just(0.0), st.floats(1e-3, 0.5)))
+    extra = {"slope": slope} if activation == "leaky_relu" else {}
     net = mlp(sizes, activation=activation, bias=use_bias, rng=seed, **extra)
     rng = np.random.default_rng(seed + 1)
     for layer in net.layers:  # non-zero biases, so bias gradients are exercised

@@ -296,7 +296,8 @@ class ZB(Rule):
 
     def terms(self, a, W, b):
         low, high = self.bounds(a)
-        return [Term(((a, W), (low, -_pos(W)), (high, -_neg(W))))]
+        # q_ij = x w - l w+ - h w- = (x - l) w+ + (x - h) w-: exact zeros on the box's faces
+        return [Term(((a - low, _pos(W)), (a - high, _neg(W))))]
 
     @property
     def conservative(self):
@@ -368,7 +369,8 @@ class Gamma(Rule):
     sign and branch on the sign of ``z_k = sum_j a_j w_jk + b_k``; for ``z_k > 0`` the
     contributions are ``a+ (w + gamma w+) + a- (w + gamma w-)`` with bias ``b + gamma b+``, for
     ``z_k < 0`` ``a+ (w + gamma w-) + a- (w + gamma w+)`` with ``b + gamma b-``; a unit with
-    ``z_k = 0`` passes no relevance (booked as dropped).
+    ``z_k = 0`` passes no relevance (booked as dropped). With ``bias="none"`` the bias is left
+    out everywhere, also from the ``z_k`` that picks the branch (Zennit's ``zero_params``).
     """
 
     gamma: float = 0.25
@@ -405,6 +407,10 @@ class Gamma(Rule):
             Term(((ap, up), (an, down)), bias=self._bias(b, _pos), mask=z > 0),
             Term(((ap, down), (an, up)), bias=self._bias(b, _neg), mask=z < 0),
         ]
+
+    @property
+    def conservative(self):
+        return self.bias == "none" and not self.eps
 
 
 RULES: dict[str, type[Rule]] = {

@@ -30,7 +30,8 @@ class Stabilizer:
     ``signed``     ``d + eps sign(d)``, ``sign(0) = +1`` (paper, Zennit, Captum, iNNvestigate)
     ``unsigned``   ``d + eps``
     ``zero_only``  ``d`` where ``d != 0``, else ``eps``
-    ``relative``   ``d + eps std_k(d) sign(d)``, ``std`` over the layer's units, per sample
+    ``relative``   ``d + eps std_k(d) sign(d)``: population std (ddof 0) over all the layer's
+                   denominators of that term, per sample
     """
 
     eps: float

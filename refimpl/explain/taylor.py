@@ -80,7 +80,7 @@ def taylor(
     target : "predicted", int or int array
     direction : {"segment", "gradient"}
         For ``"search"``: the segment from ``x`` to ``reference`` (default: the origin), or the
-        ray ``x - t grad f(x) / ||grad f(x)||``, ``0 <= t <= max_distance``.
+        ray ``x - t sign(f(x)) grad f(x) / ||grad f(x)||``, ``0 <= t <= max_distance``.
     reference : ndarray, optional
         End of the segment, one point ``(d,)`` or one per sample ``(n, d)``.
     max_distance : float, optional
@@ -142,10 +142,10 @@ def search_root(
     """A root ``f_c(x~) = 0`` along a line from ``x``, vectorized over the batch.
 
     The line is ``x + t v``, ``t in [0, 1]``: ``v = reference - x`` (segment) or
-    ``v = -max_distance grad f / ||grad f||`` (gradient direction). A scan at ``grid`` points
-    finds the first sign change of ``f``, and bisection narrows it until
-    ``|f(x~)| <= tol max(1, |f(x)|)``. Raises ``ValueError`` naming the samples with no sign
-    change on the line.
+    ``v = -sign(f(x)) max_distance grad f / ||grad f||`` (down the gradient when ``f(x) > 0``, up
+    it when ``f(x) < 0``). A scan at ``grid`` points finds the first sign change of ``f``, and
+    bisection narrows it until ``|f(x~)| <= tol max(1, |f(x)|)``. Raises ``ValueError`` naming
+    the samples with no sign change on the line, or where the tolerance cannot be met.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -170,7 +170,7 @@ def search_root(
                 f"grad f is zero for sample(s) {np.flatnonzero(norm[:, 0] == 0)}: "
                 "no gradient direction to search along"
             )
-        v = -dist * g / norm
+        v = -np.where(f0 >= 0, 1.0, -1.0)[:, None] * dist * g / norm  # toward f = 0
     rows = np.arange(n)
 
     def f_at(t: np.ndarray) -> np.ndarray:  # t of shape (n, m) -> f(x + t v), shape (n, m)
@@ -208,6 +208,12 @@ def search_root(
         same = np.sign(f_mid) == np.sign(f_lo)
         lo, f_lo = np.where(same, mid, lo), np.where(same, f_mid, f_lo)
         hi = np.where(same, hi, mid)
-    if not found.all():  # interval at machine precision without meeting tol: nearest end
-        t = np.where(found, t, lo)
+    if not found.all():
+        bad = np.flatnonzero(~found)
+        f_end = f_at(lo[bad, None])[:, 0]
+        raise ValueError(
+            f"root search did not reach |f(x~)| <= tol max(1, |f(x)|) for sample(s) "
+            f"{bad.tolist()} (best |f| = {np.abs(f_end).min():.3g}, tol = {tol:g}); f may jump "
+            "there or tol is below what this dtype resolves"
+        )
     return x + t[:, None] * v
