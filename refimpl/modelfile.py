@@ -27,6 +27,7 @@ Every failure raises ``ModelFileError`` (a ``ValueError``) naming the file and t
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import zipfile
@@ -95,6 +96,10 @@ MODEL_KINDS: dict[str, tuple[type, Callable, Callable]] = {
 }
 
 
+# kinds defined in other modules, imported on first load so callers need not import them first
+_KIND_MODULES = {"grbm": "refimpl.grbm", "gan": "refimpl.gan", "decoder": "refimpl.gan"}
+
+
 def register_kind(name: str, cls: type, encode: Callable, decode: Callable) -> None:
     """Register a model class for the model file under ``kind`` = ``name``."""
     MODEL_KINDS[name] = (cls, encode, decode)
@@ -115,6 +120,8 @@ def decode_model(spec: Any, arrays: _ArrayPool, prefix: str = "") -> Any:
     if not isinstance(spec, dict):
         raise ModelFileError(f"{prefix or 'model'} spec must be a JSON object, got {spec!r}")
     kind = _get(spec, "kind", str, prefix)
+    if kind not in MODEL_KINDS and kind in _KIND_MODULES:
+        importlib.import_module(_KIND_MODULES[kind])
     if kind not in MODEL_KINDS:
         raise ModelFileError(f"unknown model kind {kind!r}; known kinds: {sorted(MODEL_KINDS)}")
     return MODEL_KINDS[kind][2](spec, arrays, prefix)

@@ -9,7 +9,7 @@ from refimpl.cli import build_parser, main
 from refimpl.idx import write_idx
 from refimpl.modelfile import load_model_with_meta
 
-SUBCOMMANDS = ["train", "info", "explain", "heatmap"]
+SUBCOMMANDS = ["train", "info", "explain", "heatmap", "am"]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS)
