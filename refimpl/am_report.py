@@ -26,13 +26,14 @@ class AMSettings:
     """Objective weights and optimizer settings of the three variants (tuned on MNIST)."""
 
     lam: float = 0.05  # eq. 3.1
-    beta: float = 0.05  # eq. 3.2 (DESIGN: 0.03-0.1)
+    beta: float = 0.03  # eq. 3.2 (DESIGN: 0.03-0.1)
     code_lam: float = 0.01  # eq. 3.3
     code_ref: str = "class-mean"  # or "paper": lambda ||z||^2
-    kind: str = "log_softmax"
-    steps: int = 500
+    kind: str = "logit"  # the raw logit keeps pushing where log p(w_c|x) saturates
+    steps: int = 1000
     lr: float = 0.05
     method: str = "gradient"
+    init: str = "mean"  # pixel-space start: the data mean, "black" (-1) or "grey" (0)
 
 
 def _train_or_load(path: Path, train: Callable, log) -> object:
@@ -59,7 +60,7 @@ def ensure_models(
             log(f"training classifier {'-'.join(map(str, sizes))} (seed {s})")
             net = mlp(sizes, rng=s)
             train_classifier(
-                net, x, data.y_train, epochs=epochs, lr_decay=0.96, shift=2, rng=s, log=None
+                net, x, data.y_train, epochs=epochs, lr_decay=0.96, shift=2, rng=s, log=log
             )
             log(f"  held-out accuracy {evaluate(net, xt, data.y_test)[1]:.2%}")
             return net
@@ -102,7 +103,14 @@ def run_variants(
     """Prototypes of digits 0-9 by eq. 3.1, 3.2 and 3.3."""
     clf, s = models["classifier"], settings
     x = scale_pixels(data.x_train)
-    x0 = x.mean(axis=0)
+    starts = {
+        "mean": x.mean(axis=0),
+        "black": np.full(x.shape[1], -1.0),
+        "grey": np.zeros(x.shape[1]),
+    }
+    if s.init not in starts:
+        raise ValueError(f"init must be one of {sorted(starts)}, got {s.init!r}")
+    x0 = starts[s.init]
     opts = {"steps": s.steps, "lr": s.lr, "method": s.method, "kind": s.kind}
     z_ref = None
     if s.code_ref == "class-mean":

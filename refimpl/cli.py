@@ -461,7 +461,7 @@ def _add_am(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="am_prototypes.png", help="PNG grid (default: %(default)s)")
     p.add_argument("--table", help="also write the quality table to this text file")
     p.add_argument("--lam", type=float, default=0.05, help="lambda of eq. 3.1")
-    p.add_argument("--beta", type=float, default=0.05, help="expert weight beta of eq. 3.2")
+    p.add_argument("--beta", type=float, default=0.03, help="expert weight beta of eq. 3.2")
     p.add_argument("--code-lam", type=float, default=0.01, help="lambda of eq. 3.3")
     p.add_argument(
         "--code-ref",
@@ -473,12 +473,18 @@ def _add_am(sub: argparse._SubParsersAction) -> None:
         "--class-term",
         dest="kind",
         choices=("log_softmax", "logit"),
-        default="log_softmax",
-        help="log p(w_c|x) (paper) or the raw logit",
+        default="logit",
+        help="the raw logit (default: sharper prototypes) or log p(w_c|x) (paper)",
     )
-    p.add_argument("--steps", type=int, default=500, help="optimizer steps")
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps")
     p.add_argument("--lr", type=float, default=0.05, help="initial step size (gradient ascent)")
     p.add_argument("--method", choices=("gradient", "lbfgs"), default="gradient")
+    p.add_argument(
+        "--init",
+        choices=("mean", "black", "grey"),
+        default="mean",
+        help="pixel-space start: the training mean (default), black or grey",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="directory with the MNIST IDX files")
     p.add_argument("--no-download", action="store_true", help="never try to download MNIST")
@@ -498,6 +504,7 @@ def _cmd_am(args: argparse.Namespace) -> int:
         steps=args.steps,
         lr=args.lr,
         method=args.method,
+        init=args.init,
     )
     data = load_mnist(args.data, download=not args.no_download)
     models = ensure_models(args.workdir, data, seed=args.seed, classifier_path=args.classifier)

@@ -17,7 +17,7 @@ from refimpl.am import (
     maximize,
     objective,
 )
-from refimpl.gan import GAN
+from refimpl.gan import GAN, Decoder
 from refimpl.grbm import GaussianRBM
 from refimpl.network import mlp
 
@@ -127,6 +127,17 @@ def test_code_space_am_returns_codes_and_images():
     np.testing.assert_allclose(res.x, gan.generate(res.z), rtol=1e-15)
     res_ref = am_code(net, gan, classes=[1, 2], lam=0.01, z_ref=np.ones((4, 3)), steps=5)
     assert res_ref.z.shape == (2, 3)
+
+
+def test_code_space_am_works_with_the_decoder_too():
+    net = smooth_classifier(7)
+    dec = Decoder.build(z_dim=3, hidden=(5,), d=6, rng=7)
+    term = ThroughGenerator(dec, ClassScore(net, np.array([0, 2])))
+    assert_term_gradient(term, np.random.default_rng(7).normal(size=(2, 3)))
+    z0 = np.random.default_rng(8).normal(size=(2, 3))  # at z = 0 every ReLU of g is off
+    res = am_code(net, dec, classes=[0, 2], lam=0.01, z0=z0, steps=100, lr=0.1)
+    np.testing.assert_allclose(res.x, dec.generate(res.z), rtol=1e-15)
+    assert np.all(res.history[-1] > res.history[0])
 
 
 @pytest.mark.parametrize(

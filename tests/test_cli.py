@@ -180,3 +180,29 @@ def test_heatmap_command(model_and_input, capsys):
     np.save(d / "R15.npy", np.ones((2, 15)))
     assert main(["heatmap", str(d / "R15.npy"), "--out", str(d / "h3.png")]) == 2
     assert "as a square image" in capsys.readouterr().err
+
+
+def test_am_command_with_small_saved_models(tiny_mnist, tmp_path, capsys):
+    """`refimpl am` on saved (tiny, untrained) models: grid, table, one row per variant x digit."""
+    from refimpl.gan import GAN
+    from refimpl.grbm import GaussianRBM
+    from refimpl.modelfile import save_model
+    from refimpl.network import mlp
+
+    work = tmp_path / "work"
+    work.mkdir()
+    x = np.random.default_rng(0).uniform(-1, 1, (30, 784))
+    save_model(work / "classifier.npz", mlp([784, 8, 10], rng=0))
+    save_model(work / "classifier2.npz", mlp([784, 8, 10], rng=1))
+    save_model(work / "grbm.npz", GaussianRBM.from_data(x, n_hidden=4, rng=0))
+    save_model(work / "gan.npz", GAN.build(z_dim=3, hidden_g=(8,), hidden_d=(8,), rng=0))
+    out, table = tmp_path / "am.png", tmp_path / "am.txt"
+    argv = ["am", "--workdir", str(work), "--data", str(tiny_mnist), "--out", str(out)]
+    assert main([*argv, "--table", str(table), "--steps", "5", "--code-ref", "paper"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    text = table.read_text()
+    for variant in ("l2 (eq. 3.1)", "expert (eq. 3.2)", "code space (eq. 3.3)"):
+        assert sum(line.startswith(variant) for line in text.splitlines()) == 11  # 10 + mean
+    assert "GAN classifier score" in capsys.readouterr().out
+    assert main([*argv, "--beta", "-1", "--steps", "5", "--code-ref", "paper"]) == 2
+    assert "beta must be" in capsys.readouterr().err
