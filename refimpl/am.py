@@ -183,6 +183,16 @@ def _classes(classifier: Sequential, classes) -> np.ndarray:
     return c
 
 
+def _start(v0, shape: tuple[int, int], name: str) -> np.ndarray:
+    """Starting points: zeros, one point for every class, or one row per class."""
+    if v0 is None:
+        return np.zeros(shape)
+    v0 = as_float_array(v0, name)
+    if v0.shape not in (shape[1:], shape):
+        raise ValueError(f"{name} must have shape {shape[1:]} or {shape}, got {v0.shape}")
+    return np.broadcast_to(v0, shape)
+
+
 def am_l2(
     classifier: Sequential,
     classes=None,
@@ -195,11 +205,7 @@ def am_l2(
 ) -> AMResult:
     """Eq. 3.1: ``max_x log p(w_c|x) - lambda ||x - x_ref||^2`` per class, in the pixel box."""
     c = _classes(classifier, classes)
-    x0 = (
-        np.zeros((len(c), classifier.input_shape[0]))
-        if x0 is None
-        else np.broadcast_to(x0, (len(c), classifier.input_shape[0]))
-    )
+    x0 = _start(x0, (len(c), classifier.input_shape[0]), "x0")
     terms = [ClassScore(classifier, c, kind), L2Penalty(lam, ref)]
     x, hist = maximize(terms, x0, **opts)
     return AMResult(x, hist)
@@ -217,11 +223,7 @@ def am_expert(
 ) -> AMResult:
     """Eq. 3.2: ``max_x log p(w_c|x) + beta log p(x)`` with a density expert, in the pixel box."""
     c = _classes(classifier, classes)
-    x0 = (
-        np.zeros((len(c), classifier.input_shape[0]))
-        if x0 is None
-        else np.broadcast_to(x0, (len(c), classifier.input_shape[0]))
-    )
+    x0 = _start(x0, (len(c), classifier.input_shape[0]), "x0")
     x, hist = maximize([ClassScore(classifier, c, kind), ExpertPrior(expert, beta)], x0, **opts)
     return AMResult(x, hist)
 
@@ -244,7 +246,7 @@ def am_code(
     """
     c = _classes(classifier, classes)
     shape = (len(c), generator.z_dim)
-    z0 = np.zeros(shape) if z0 is None else np.broadcast_to(z0, shape)
+    z0 = _start(z0, shape, "z0")
     if z_ref is not None:
         z_ref = as_float_array(z_ref, "z_ref")
         if z_ref.ndim == 2:  # class code means, one row per class

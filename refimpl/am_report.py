@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._figures import pyplot, save_png
 from .am import AMResult, am_code, am_expert, am_l2
 from .am_quality import QualityRow, prototype_quality, quality_table
-from .atomic import atomic_write
 from .gan import GAN, class_code_means, classifier_score, train_gan
 from .grbm import GaussianRBM, train_grbm
 from .mnist import MnistData, scale_pixels
@@ -135,11 +135,7 @@ def measure(results: dict[str, AMResult], models: dict, data: MnistData) -> list
 
 def save_grid(results: dict[str, AMResult], path: str | os.PathLike) -> Path:
     """Rows: the variants; columns: digits 0-9; grey scale from -1 (black) to 1 (white)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(
         len(results), 10, figsize=(12, 1.35 * len(results) + 0.3), squeeze=False
     )
@@ -153,11 +149,7 @@ def save_grid(results: dict[str, AMResult], path: str | os.PathLike) -> Path:
                 ax.set_title(str(c))
         axes[row, 0].set_ylabel(name, fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def report(rows: list[QualityRow]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import as_float_array
-from .atomic import atomic_write
+from ._figures import pyplot, save_png
 
 CMAP = "bwr"  # blue (negative) - white (zero) - red (positive)
 
@@ -51,11 +51,7 @@ def save_heatmaps(
     ncols : int
         Images per row.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     R = as_float_array(R, "R")
     n = R.shape[0]
     h, w = image_shape
@@ -84,8 +80,4 @@ def save_heatmaps(
         if titles is not None:
             ax.set_title(titles[i], fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

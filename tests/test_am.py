@@ -146,7 +146,7 @@ def test_code_space_am_works_with_the_decoder_too():
         (lambda n: am_l2(n, lam=-1.0), ValueError, "lambda must be finite and >= 0"),
         (lambda n: am_l2(n, classes=[4]), ValueError, r"classes must be integers in \[0, 4\)"),
         (lambda n: am_l2(n, classes=[0.5]), ValueError, "classes must be integers"),
-        (lambda n: am_l2(n, x0=np.zeros(5)), ValueError, "broadcast"),
+        (lambda n: am_l2(n, x0=np.zeros(5)), ValueError, r"x0 must have shape \(6,\) or \(4, 6\)"),
         (lambda n: am_l2(n, steps=0), ValueError, "steps"),
         (lambda n: am_l2(n, method="adam"), ValueError, "method must be"),
         (lambda n: am_expert(n, tiny_rbm(), beta=-0.1), ValueError, "beta must be"),
