@@ -79,15 +79,15 @@ def ensure_models(
     }
 
     def rbm():
-        log("training Gaussian RBM (500 hidden, CD-5)")
+        log("training Gaussian RBM (500 hidden, CD-5, 25 epochs)")
         model = GaussianRBM.from_data(x, n_hidden=500, sigma=0.5, rng=seed)
-        train_grbm(model, x, epochs=10, k=5, rng=seed, log=log)
+        train_grbm(model, x, epochs=25, k=5, rng=seed, log=log)
         return model
 
     def gan():
         log("training GAN (z=32)")
         model = GAN.build(rng=seed)
-        train_gan(model, x, epochs=30, rng=seed, log=log)
+        train_gan(model, x, epochs=40, rng=seed, log=log)
         return model
 
     models["expert"] = _train_or_load(work / "grbm.npz", rbm, log)
@@ -120,7 +120,9 @@ def run_variants(
     return {
         "l2 (eq. 3.1)": am_l2(clf, lam=s.lam, x0=x0, **opts),
         "expert (eq. 3.2)": am_expert(clf, models["expert"], beta=s.beta, x0=x0, **opts),
-        "code space (eq. 3.3)": am_code(clf, models["gan"], lam=s.code_lam, z_ref=z_ref, **opts),
+        "code space (eq. 3.3)": am_code(
+            clf, models["gan"], lam=s.code_lam, z_ref=z_ref, z0=z_ref, **opts
+        ),
     }
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import check_int
-from .layers import Dense, LeakyReLU, Tanh
+from .layers import Dense, LeakyReLU, Tanh, log_softmax
 from .losses import binary_cross_entropy_with_logits
 from .modelfile import ModelFileError, decode_model, encode_model, register_kind
 from .network import Sequential, mlp
@@ -281,20 +281,27 @@ def classifier_score(classifier: Sequential, images: np.ndarray) -> tuple[float,
 
 
 def class_code_means(
-    model: CodeModel, classifier: Sequential, n: int = 5000, rng=0, x=None
+    model: CodeModel, classifier: Sequential, n: int = 5000, rng=0, x=None, confidence=0.99
 ) -> np.ndarray:
-    """Mean code of each class (C, z_dim): encoder codes of ``x`` for a :class:`Decoder`, else
-    prior samples grouped by the classifier's prediction on ``g(z)``."""
+    """Mean code of each class (C, z_dim), over codes whose image ``g(z)`` the classifier
+    assigns to the class with probability >= ``confidence`` (all codes of the class if none
+    does). Codes: encoder codes of ``x`` for a :class:`Decoder`, else prior samples."""
     if isinstance(model, Decoder) and x is not None:
         z = model.encode(x)
     else:
         z = model.sample_codes(n, rng)
-    y = classifier(model.generate(z)).argmax(axis=1)
+    logits = classifier(model.generate(z))
+    y = logits.argmax(axis=1)
+    p = np.exp(log_softmax(logits).max(axis=1))
     n_classes = classifier.output_shape[0]
     missing = [c for c in range(n_classes) if not np.any(y == c)]
     if missing:
         raise ValueError(f"no code generated an image of class(es) {missing}; increase n")
-    return np.stack([z[y == c].mean(axis=0) for c in range(n_classes)])
+    means = []
+    for c in range(n_classes):  # C classes, not samples: the loop is over 10 rows
+        sure = (y == c) & (p >= confidence)
+        means.append(z[sure if sure.any() else y == c].mean(axis=0))
+    return np.stack(means)
 
 
 # --- model file ----------------------------------------------------------------------------
