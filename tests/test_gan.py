@@ -152,3 +152,18 @@ def test_mismatched_networks_are_refused():
         GAN(g.generator, Sequential([Dense(np.ones((5, 1)))]))
     with pytest.raises(ValueError, match="one logit"):
         GAN(g.generator, Sequential([Dense(np.ones((4, 2)))]))
+
+
+def test_class_code_means_average_confidently_classified_codes():
+    from refimpl.gan import class_code_means
+
+    model = Decoder(Sequential([Dense(np.eye(3))]), Sequential([Dense(np.eye(3))]))
+    classifier = Sequential([Dense(10.0 * np.eye(3))])
+    x = np.array([[1.0, 0, 0], [0.6, 0.5, 0], [0, 1, 0], [0, 0, 1], [0, 0.45, 0.5]])
+    means = class_code_means(model, classifier, x=x, confidence=0.99)
+    # class 0: only [1, 0, 0] is confident (p = 0.9999); [0.6, 0.5, 0] has p = 0.73
+    np.testing.assert_allclose(means, np.eye(3), atol=1e-15)
+    loose = class_code_means(model, classifier, x=x, confidence=0.0)
+    np.testing.assert_allclose(loose[0], [0.8, 0.25, 0.0], rtol=1e-15)
+    with pytest.raises(ValueError, match=r"class\(es\) \[1\]"):
+        class_code_means(model, classifier, x=x[[0, 3]])
