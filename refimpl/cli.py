@@ -309,12 +309,8 @@ def _load_input(path: str, net) -> tuple[np.ndarray, tuple[int, ...]]:
             f"input {path!r} has shape {x.shape}; expected (n, "
             f"{', '.join(map(str, net.input_shape))}) or anything of n x {d} values"
         )
-    batch = (
-        x.reshape(-1, *net.input_shape)
-        if x.shape[-len(net.input_shape) :] != net.input_shape or x.ndim == len(net.input_shape)
-        else x
-    )
-    return net.check_input(batch, f"input {path!r}"), x.shape
+    # one sample, a batch, or images: any array of n x d values is n samples
+    return net.check_input(x.reshape(-1, *net.input_shape), f"input {path!r}"), x.shape
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
