@@ -316,10 +316,12 @@ def _load_input(path: str, net) -> tuple[np.ndarray, tuple[int, ...]]:
 def _cmd_explain(args: argparse.Namespace) -> int:
     from .atomic import atomic_write
     from .explain.methods import GRADIENT_METHODS, explain
+    from .explain.output import check_explainable
     from .explain.rules import RULES
     from .modelfile import load_model
 
     net = load_model(args.model)
+    check_explainable(net)
     x, shape = _load_input(args.input, net)
     target = args.target if args.target == "predicted" else _parse_target(args.target)
     options = {k: getattr(args, k) for k in _OPTION_NAMES if getattr(args, k) is not None}
@@ -540,6 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_malloc()
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+        sys.stderr.close()
+        return 0
     except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"refimpl {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -206,3 +206,14 @@ def test_am_command_with_small_saved_models(tiny_mnist, tmp_path, capsys):
     assert "GAN classifier score" in capsys.readouterr().out
     assert main([*argv, "--beta", "-1", "--steps", "5", "--code-ref", "paper"]) == 2
     assert "beta must be" in capsys.readouterr().err
+
+
+def test_explain_refuses_a_model_that_is_not_a_classifier(model_and_input, capsys):
+    from refimpl.gan import GAN
+    from refimpl.modelfile import save_model
+
+    _, _, d = model_and_input
+    save_model(d / "gan.npz", GAN.build(z_dim=2, hidden_g=(3,), hidden_d=(3,), d=16))
+    argv = ["explain", str(d / "gan.npz"), str(d / "x.npy"), "--out", str(d / "R.npy")]
+    assert main([*argv, "--method", "lrp-0"]) == 2
+    assert "net must be a refimpl Sequential, got GAN" in capsys.readouterr().err
