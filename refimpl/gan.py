@@ -271,8 +271,7 @@ def classifier_score(classifier: Sequential, images: np.ndarray) -> tuple[float,
     confidently classified samples spread evenly over the 10 classes.
     """
     z = classifier(classifier.check_input(images))
-    logp = z - z.max(axis=1, keepdims=True)
-    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    logp = log_softmax(z)
     p = np.exp(logp)
     log_marginal = np.log(p.mean(axis=0))
     kl = (p * (logp - log_marginal)).sum(axis=1)

@@ -123,7 +123,9 @@ def decode_model(spec: Any, arrays: _ArrayPool, prefix: str = "") -> Any:
     if kind not in MODEL_KINDS and kind in _KIND_MODULES:
         importlib.import_module(_KIND_MODULES[kind])
     if kind not in MODEL_KINDS:
-        raise ModelFileError(f"unknown model kind {kind!r}; known kinds: {sorted(MODEL_KINDS)}")
+        raise ModelFileError(
+            f"unknown model kind {kind!r}; known kinds: {sorted({*MODEL_KINDS, *_KIND_MODULES})}"
+        )
     return MODEL_KINDS[kind][2](spec, arrays, prefix)
 
 
