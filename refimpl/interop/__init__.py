@@ -1,0 +1,1 @@
+"""Import and export of networks from other frameworks (PyTorch, ONNX); each needs its extra."""

@@ -1,0 +1,132 @@
+"""Exact conversion between a PyTorch ``nn.Sequential`` and a refimpl :class:`Sequential`.
+
+Needs the optional extra ``[torch]``. Weights are copied, never rounded: a float64 module gives
+a float64 network and back, bit for bit. PyTorch stores a linear layer's weight as
+``(out, in)``; refimpl's :class:`~refimpl.layers.Dense` uses the paper's ``(in, out)``
+(eq. 2.7, ``z = a @ W + b``), so ``W = weight.T``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers import Dense, Layer, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
+from ..network import Sequential
+
+
+def import_torch():
+    """Import ``torch``, or raise an ImportError that names the extra to install."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "PyTorch is not installed; install refimpl's optional extra: pip install '.[torch]' "
+            "(see the README, section 'Cross-checks')"
+        ) from exc
+    return torch
+
+
+def _modules(module, torch) -> list:
+    """The leaf modules of (nested) ``nn.Sequential`` containers, in order."""
+    nn = torch.nn
+    if isinstance(module, nn.Sequential):
+        return [leaf for child in module for leaf in _modules(child, torch)]
+    return [module]
+
+
+def _to_numpy(t) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+def _layer_from_torch(m, i: int, torch) -> Layer | None:
+    nn = torch.nn
+    if isinstance(m, nn.Linear):
+        if m.weight.dtype not in (torch.float32, torch.float64):
+            raise TypeError(
+                f"module {i} (Linear) has dtype {m.weight.dtype}; expected float32 or float64"
+            )
+        return Dense(_to_numpy(m.weight).T, None if m.bias is None else _to_numpy(m.bias))
+    if isinstance(m, nn.ReLU):
+        return ReLU()
+    if isinstance(m, nn.LeakyReLU):
+        return LeakyReLU(float(m.negative_slope))
+    if isinstance(m, nn.Tanh):
+        return Tanh()
+    if isinstance(m, nn.Sigmoid):
+        return Sigmoid()
+    if isinstance(m, nn.LogSoftmax):
+        if m.dim not in (-1, 1):
+            raise ValueError(f"module {i} is LogSoftmax(dim={m.dim}); only dim=1 or -1 converts")
+        return LogSoftmax()
+    if isinstance(m, (nn.Identity, nn.Dropout)):
+        return None  # identity at inference (Dropout in eval mode)
+    raise ValueError(
+        f"module {i} ({type(m).__name__}) cannot be converted; supported: Linear, ReLU, "
+        "LeakyReLU, Tanh, Sigmoid, LogSoftmax, Identity, Dropout"
+    )
+
+
+def from_torch(module) -> Sequential:
+    """Convert a PyTorch ``nn.Sequential`` (or a single module) to a refimpl network, exactly.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        An ``nn.Sequential`` (nested ones are flattened) of Linear, ReLU, LeakyReLU, Tanh,
+        Sigmoid, LogSoftmax, and Identity/Dropout (dropped: identity at inference).
+
+    Returns
+    -------
+    Sequential
+        Same dtype as the module's parameters; ``W = weight.T``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first module that has no refimpl counterpart.
+    """
+    torch = import_torch()
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    layers = [_layer_from_torch(m, i, torch) for i, m in enumerate(_modules(module, torch))]
+    layers = [layer for layer in layers if layer is not None]
+    if not any(isinstance(layer, Dense) for layer in layers):
+        raise ValueError("module has no Linear layer; nothing to convert")
+    return Sequential(layers)
+
+
+def to_torch(net: Sequential):
+    """Convert a refimpl network to a PyTorch ``nn.Sequential``, exactly (same dtype).
+
+    Dense becomes ``nn.Linear`` with ``weight = W.T``; activations map to their ``nn`` twins.
+    """
+    torch = import_torch()
+    nn = torch.nn
+    if not isinstance(net, Sequential):
+        raise TypeError(f"net must be a refimpl Sequential, got {type(net).__name__}")
+    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[net.dtype]
+    modules = []
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, Dense):
+            n_in, n_out = layer.W.shape
+            lin = nn.Linear(n_in, n_out, bias=layer.b is not None, dtype=dtype)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.W.T)))
+                if layer.b is not None:
+                    lin.bias.copy_(torch.from_numpy(layer.b))
+            modules.append(lin)
+        elif isinstance(layer, LeakyReLU):
+            modules.append(nn.LeakyReLU(layer.slope))
+        elif type(layer) in _SIMPLE:
+            modules.append(_SIMPLE[type(layer)](nn))
+        else:
+            raise ValueError(f"layer {i} ({layer!r}) has no PyTorch counterpart here")
+    return nn.Sequential(*modules)
+
+
+_SIMPLE = {
+    ReLU: lambda nn: nn.ReLU(),
+    Tanh: lambda nn: nn.Tanh(),
+    Sigmoid: lambda nn: nn.Sigmoid(),
+    LogSoftmax: lambda nn: nn.LogSoftmax(dim=-1),
+}
