@@ -179,6 +179,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         default="predicted",
         help="'predicted' (default) or a class index: the logit that is explained",
     )
+    _add_preset_option(p)
     p.add_argument("--out", required=True, help="output .npy file for the relevances")
     p.add_argument(
         "--budget",
@@ -264,10 +265,22 @@ def _parse_value(text: str):
     return text
 
 
-def parse_rule_map(items: Sequence[str]):
-    """Parse ``WHERE=RULE[:K=V...]`` items into a RuleMap."""
+def _add_preset_option(p: argparse.ArgumentParser) -> None:
+    from .explain.presets import PRESETS
+
+    p.add_argument(
+        "--preset",
+        default="paper",
+        choices=list(PRESETS),
+        help="a library's conventions for rule options, output seeding and sensitivity output "
+        "(default: %(default)s; README, 'Verifying other implementations')",
+    )
+
+
+def parse_rule_map(items: Sequence[str], preset: str = "paper"):
+    """Parse ``WHERE=RULE[:K=V...]`` items into a RuleMap (rules as ``preset`` defines them)."""
     from .explain.lrp import RuleMap
-    from .explain.rules import make_rule
+    from .explain.presets import preset as get_preset
 
     kwargs: dict = {}
     layers: dict = {}
@@ -282,7 +295,7 @@ def parse_rule_map(items: Sequence[str]):
             if not sep:
                 raise ValueError(f"rule option must look like K=V, got {opt!r} in {item!r}")
             options[key] = _parse_value(value)
-        rule = make_rule(name, **options)
+        rule = get_preset(preset).rule(name, **options)
         if where in ("first", "middle", "last", "default"):
             kwargs[where] = rule
         elif where.isdigit():
@@ -333,10 +346,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"with --rules give options per rule (RULE:K=V), not {sorted(options)}"
             )
-        rules = parse_rule_map(args.rules)
+        rules = parse_rule_map(args.rules, args.preset)
     if args.budget and args.method in GRADIENT_METHODS:
         raise ValueError(f"--budget applies to LRP methods, not {args.method!r}")
-    result = explain(net, x, args.method, target=target, rules=rules, **options)
+    result = explain(net, x, args.method, target=target, rules=rules, preset=args.preset, **options)
     with atomic_write(args.out) as f:
         np.save(f, result.R.reshape(shape))
     f_x = result.f

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from refimpl.layers import LeakyReLU, ReLU, Sigmoid, Tanh
+from refimpl.layers import Dense, LeakyReLU, ReLU, Sigmoid, Tanh
 from refimpl.network import mlp
 
 ACTIVATION_NAMES = ["relu", "leaky_relu", "tanh", "sigmoid"]
@@ -30,6 +30,26 @@ def random_mlp(draw, *, max_depth: int = 4, max_width: int = 32, bias=None, acti
             layer.params["b"][:] = rng.normal(0, 0.5, layer.params["b"].shape)
     x = rng.normal(0, 1, (n, sizes[0]))
     return net, x, rng
+
+
+@st.composite
+def dense_relu_case(draw, dtype=np.float64):
+    """A random dense ReLU net (1-3 dense layers, widths 1-12), inputs in [-1, 1], targets."""
+    depth = draw(st.integers(1, 3))
+    sizes = draw(st.lists(st.integers(1, 12), min_size=depth + 1, max_size=depth + 1))
+    sizes[-1] = max(sizes[-1], 2)
+    bias = draw(st.booleans())
+    seed = draw(st.integers(0, 2**32 - 1))
+    n = draw(st.integers(1, 5))
+    net = mlp(sizes, activation="relu", bias=bias, rng=seed)
+    rng = np.random.default_rng(seed + 1)
+    for layer in net.layers:
+        if isinstance(layer, Dense) and layer.b is not None:
+            layer.params["b"][:] = rng.normal(0, 0.5, layer.b.shape)
+    x = rng.uniform(-1, 1, (n, sizes[0]))
+    x[rng.random(x.shape) < 0.1] = 0.0  # exact zeros: sign(0) conventions matter
+    target = rng.integers(0, sizes[-1], n)
+    return net.astype(dtype), x.astype(dtype), target
 
 
 def min_abs_preactivation(net, x) -> float:

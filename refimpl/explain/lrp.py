@@ -189,7 +189,14 @@ class Explanation:
 
 
 def lrp(
-    net: Sequential, x, rules, *, target="predicted", R_out=None, keep_layers: bool = False
+    net: Sequential,
+    x,
+    rules,
+    *,
+    target="predicted",
+    R_out=None,
+    seed: str = "logit",
+    keep_layers: bool = False,
 ) -> Explanation:
     """Layer-wise relevance propagation (eq. 4.7-4.9) with a rule per dense layer.
 
@@ -203,6 +210,8 @@ def lrp(
         Explained class; the output relevance is its logit ``f(x)``.
     R_out : ndarray (n, C), optional
         Start from this output relevance instead.
+    seed : {"logit", "onehot"}
+        ``R_L = f(x) onehot(c)`` (the paper) or ``onehot(c)`` (Zennit's usual call).
     keep_layers : bool
         Also return the relevance at every layer's input (``layers[i]`` enters ``net.layers[i]``,
         ``layers[-1]`` is the output relevance).
@@ -210,15 +219,18 @@ def lrp(
     Returns
     -------
     Explanation
-        ``R`` of ``x``'s shape, ``f`` (n,), and the :class:`RelevanceBudget`.
+        ``R`` of ``x``'s shape, ``f`` (n,) (the explained logit, or ``sum R_out``), and the
+        :class:`RelevanceBudget` (its ``f`` is the total output relevance: 1 when seeded with
+        ``onehot``).
     """
     check_explainable(net)
     x = net.check_input(x)
     rule_of = RuleMap.of(rules).resolve(net)
     acts = net.activations(x)
-    R = output_relevance(acts[-1], target, R_out)
+    R = output_relevance(acts[-1], target, R_out, seed)
     c = None if R_out is not None else target_indices(acts[-1], target)
-    f = R.sum(axis=1)
+    total = R.sum(axis=1)
+    f = total if c is None else acts[-1][np.arange(len(c)), c]
     kept = [R]
     books = []
     for i in reversed(range(len(net.layers))):
@@ -226,7 +238,9 @@ def lrp(
         if isinstance(layer, Dense):
             R, lb = propagate_dense(rule_of[i], acts[i], layer.W, layer.b, R)
             books.append((i, rule_of[i].describe(), lb))
+        else:  # elementwise or Flatten: relevance passes unchanged, in the layer input's shape
+            R = R.reshape(acts[i].shape)
         if keep_layers:
             kept.insert(0, R)
-    budget = RelevanceBudget(f, R.sum(axis=1), books)
+    budget = RelevanceBudget(total, R.sum(axis=1), books)
     return Explanation(R, f, c, kept if keep_layers else None, budget)

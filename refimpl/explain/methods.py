@@ -5,7 +5,9 @@ from __future__ import annotations
 from ..network import Sequential
 from .gradient import gradient_x_input, sensitivity
 from .lrp import Explanation, RuleMap, lrp
-from .rules import RULES, make_rule
+from .presets import Preset
+from .presets import preset as get_preset
+from .rules import RULES
 from .taylor import TaylorResult, taylor
 
 GRADIENT_METHODS = ("sensitivity", "gradient_x_input", "taylor")
@@ -13,14 +15,24 @@ METHODS = (*GRADIENT_METHODS, *sorted(RULES), "lrp")
 
 
 def explain(
-    net: Sequential, x, method: str, *, target="predicted", rules: RuleMap | None = None, **options
+    net: Sequential,
+    x,
+    method: str,
+    *,
+    target="predicted",
+    rules: RuleMap | None = None,
+    preset: str | Preset = "paper",
+    **options,
 ) -> Explanation | TaylorResult:
     """Explain ``f_c(x)`` with ``method`` (one of ``METHODS``).
 
     ``sensitivity`` takes ``output``; ``taylor`` takes ``root``, ``direction``, ``reference``,
     ``max_distance``; an LRP rule name (``lrp-epsilon``, ...) takes that rule's options and is
-    applied to every dense layer; ``lrp`` takes a ``RuleMap`` as ``rules``.
+    applied to every dense layer; ``lrp`` takes a ``RuleMap`` as ``rules``. ``preset`` (see
+    :mod:`refimpl.explain.presets`) supplies one library's rule options, output seeding and
+    sensitivity output; options given here win over it.
     """
+    conv = get_preset(preset)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
     if method == "lrp":
@@ -28,11 +40,14 @@ def explain(
             raise ValueError("method 'lrp' needs a rule map (rules=RuleMap(...) or --rules)")
         if options:
             raise ValueError(f"method 'lrp' takes its options per rule, got {sorted(options)}")
-        return lrp(net, x, rules, target=target)
+        return lrp(net, x, rules, target=target, seed=conv.seed)
     if rules is not None:
         raise ValueError(f"a rule map applies to method 'lrp' only, not {method!r}")
     if method in RULES:
-        return lrp(net, x, make_rule(method, **options), target=target)
+        return lrp(net, x, conv.rule(method, **options), target=target, seed=conv.seed)
+    if method == "sensitivity":
+        if "output" not in options:
+            options["output"] = conv.sensitivity_output()
     allowed = {
         "sensitivity": {"output"},
         "gradient_x_input": set(),

@@ -7,6 +7,8 @@ import numpy as np
 from ..layers import LogSoftmax
 from ..network import Sequential
 
+SEEDS = ("logit", "onehot")
+
 
 def check_explainable(net: Sequential) -> None:
     """Refuse nets whose output is not logits (a final LogSoftmax) or is not a vector."""
@@ -43,7 +45,9 @@ def target_indices(logits: np.ndarray, target) -> np.ndarray:
     return t.astype(np.intp)
 
 
-def output_relevance(logits: np.ndarray, target="predicted", R_out=None) -> np.ndarray:
+def output_relevance(
+    logits: np.ndarray, target="predicted", R_out=None, seed: str = "logit"
+) -> np.ndarray:
     """Relevance at the output: ``R_L = f(x) onehot(c)`` (the logit of class c), or ``R_out``.
 
     Parameters
@@ -53,7 +57,12 @@ def output_relevance(logits: np.ndarray, target="predicted", R_out=None) -> np.n
         Ignored when ``R_out`` is given.
     R_out : ndarray (n, C), optional
         A relevance vector chosen by the caller.
+    seed : {"logit", "onehot"}
+        ``logit`` (the paper, Captum): ``R_L = f(x) onehot(c)``; ``onehot`` (Zennit's usual
+        call, ``attr_output=eye[c]``): ``R_L = onehot(c)``, so relevances are divided by f(x).
     """
+    if seed not in SEEDS:
+        raise ValueError(f"seed must be one of {SEEDS}, got {seed!r}")
     if R_out is not None:
         R_out = np.asarray(R_out, dtype=logits.dtype)
         if R_out.shape != logits.shape:
@@ -66,5 +75,5 @@ def output_relevance(logits: np.ndarray, target="predicted", R_out=None) -> np.n
     c = target_indices(logits, target)
     R = np.zeros_like(logits)
     rows = np.arange(len(c))
-    R[rows, c] = logits[rows, c]
+    R[rows, c] = logits[rows, c] if seed == "logit" else 1.0
     return R

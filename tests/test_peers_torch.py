@@ -1,0 +1,245 @@
+"""Cross-checks against the real Zennit and Captum (optional extra ``[torch]``).
+
+refimpl with a peer's preset (refimpl/explain/presets.py) must give that peer's relevances on
+random dense ReLU nets and inputs. Zennit's built-in composites put ZPlus/AlphaBeta/ZBox on
+convolutions only, so every Linear layer gets its rule explicitly here, and ReLU gets Zennit's
+``Pass`` rule (as its composites do). Captum's rules are set as ``module.rule``.
+
+Tolerance (tests/tolerance.py): per sample, ``max |R - R_ref| <= RTOL * scale`` with
+``RTOL = 1e-10`` in float64 (``scale = max |R_ref|``) and ``1e-5`` in float32, where both sides
+compute in float32 and ``scale = max(max |R_ref|, F)`` with ``F`` the rounding scale (a result
+that cancels is only known to about ``1e-7 F`` in float32).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from refimpl.explain.methods import explain
+from refimpl.explain.presets import preset
+from refimpl.layers import Dense
+from refimpl.network import Sequential, mlp
+
+from .nets import dense_relu_case
+from .tolerance import assert_close, rounding_scale
+
+EXTRA = "needs the optional extra [torch]: pip install '.[torch]' (README, 'Cross-checks')"
+torch = pytest.importorskip("torch", reason=EXTRA)
+zennit = pytest.importorskip("zennit", reason=EXTRA)
+captum = pytest.importorskip("captum", reason=EXTRA)
+
+from captum.attr import LRP  # noqa: E402
+from captum.attr._utils import lrp_rules as captum_rules  # noqa: E402
+from zennit import rules as zrules  # noqa: E402
+from zennit.attribution import Gradient  # noqa: E402
+from zennit.core import Composite  # noqa: E402
+
+from refimpl.interop.torch import to_torch  # noqa: E402
+
+RTOL = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+# --- Zennit -------------------------------------------------------------------------------------
+
+
+def zennit_relevance(net, x, target, rule_for_linear, first=None):
+    """Zennit's relevance with ``rule_for_linear()`` on every Linear (``first()`` on the first)."""
+    model = to_torch(net)
+    linears = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+
+    def module_map(ctx, name, module):
+        if isinstance(module, torch.nn.Linear):
+            return first() if (first is not None and name == linears[0]) else rule_for_linear()
+        if isinstance(module, torch.nn.ReLU):
+            return zrules.Pass()
+        return None
+
+    xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
+    n_out = net.output_shape[0]
+    seed = torch.eye(n_out, dtype=xt.dtype)[torch.from_numpy(target)]
+    with Gradient(model=model, composite=Composite(module_map=module_map)) as attributor:
+        _, R = attributor(xt, seed)
+    return R.detach().numpy()
+
+
+ZENNIT_RULES = {
+    "lrp-epsilon": lambda: zrules.Epsilon(),
+    "lrp-zplus": lambda: zrules.ZPlus(),
+    "lrp-alpha-beta": lambda: zrules.AlphaBeta(alpha=2.0, beta=1.0),
+    "lrp-gamma": lambda: zrules.Gamma(gamma=0.25),
+    "lrp-w2": lambda: zrules.WSquare(),
+    "lrp-flat": lambda: zrules.Flat(),
+}
+
+
+@pytest.mark.parametrize("method", sorted(ZENNIT_RULES))
+@given(case=dense_relu_case())
+def test_zennit_rule_on_every_linear_layer_float64(method, case):
+    net, x, target = case
+    R_ref = zennit_relevance(net, x, target, ZENNIT_RULES[method])
+    R = explain(net, x, method, preset="zennit", target=target).R
+    assert_close(R, R_ref, RTOL[np.float64])
+
+
+@given(case=dense_relu_case())
+def test_zennit_zbox_first_layer_epsilon_above_float64(case):
+    net, x, target = case
+    R_ref = zennit_relevance(
+        net, x, target, lambda: zrules.Epsilon(), first=lambda: zrules.ZBox(low=-1.0, high=1.0)
+    )
+    z = preset("zennit")
+    dense = [i for i, layer in enumerate(net.layers) if isinstance(layer, Dense)]
+    rules = {i: z.rule("lrp-epsilon") for i in dense}
+    rules[dense[0]] = z.rule("lrp-zb", low=-1.0, high=1.0)
+    R = explain(net, x, "lrp", preset="zennit", rules=rules, target=target).R
+    assert_close(R, R_ref, RTOL[np.float64])
+
+
+@pytest.mark.parametrize("method", ["lrp-epsilon", "lrp-zplus", "lrp-alpha-beta", "lrp-gamma"])
+@given(case=dense_relu_case(dtype=np.float32))
+def test_zennit_rule_float32(method, case):
+    net, x, target = case
+    R_ref = zennit_relevance(net, x, target, ZENNIT_RULES[method])
+    R = explain(net, x, method, preset="zennit", target=target).R
+    assert R.dtype == np.float32
+    assert_close(
+        R,
+        R_ref,
+        RTOL[np.float32],
+        rounding_scale(net, x, target, preset("zennit").rule(method), "onehot"),
+    )
+
+
+# --- Captum -------------------------------------------------------------------------------------
+
+
+def captum_relevance(net, x, target, rule_for_linear):
+    """Captum's ``LRP.attribute`` with ``rule_for_linear()`` set on every Linear layer."""
+    model = to_torch(net)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.rule = rule_for_linear()
+    xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
+    R = LRP(model).attribute(xt, target=torch.from_numpy(target))
+    return R.detach().numpy()
+
+
+CAPTUM_RULES = {
+    "lrp-epsilon": lambda: captum_rules.EpsilonRule(),
+    "lrp-gamma": lambda: captum_rules.GammaRule(),
+    "lrp-zplus": lambda: captum_rules.Alpha1_Beta0_Rule(),
+    "lrp-alpha-beta": lambda: captum_rules.Alpha1_Beta0_Rule(),
+}
+
+
+@pytest.mark.parametrize("method", sorted(CAPTUM_RULES))
+@given(case=dense_relu_case())
+def test_captum_rule_on_every_linear_layer_float64(method, case):
+    net, x, target = case
+    R_ref = captum_relevance(net, x, target, CAPTUM_RULES[method])
+    R = explain(net, x, method, preset="captum", target=target).R
+    assert_close(R, R_ref, RTOL[np.float64])
+
+
+@pytest.mark.parametrize("method", ["lrp-epsilon", "lrp-gamma", "lrp-zplus"])
+@given(case=dense_relu_case(dtype=np.float32))
+def test_captum_rule_float32(method, case):
+    net, x, target = case
+    R_ref = captum_relevance(net, x, target, CAPTUM_RULES[method])
+    R = explain(net, x, method, preset="captum", target=target).R
+    assert R.dtype == np.float32
+    assert_close(
+        R,
+        R_ref,
+        RTOL[np.float32],
+        rounding_scale(net, x, target, preset("captum").rule(method), "logit"),
+    )
+
+
+# --- where the paper and the peers differ -------------------------------------------------------
+
+
+def big_bias_net():
+    """784-free toy: 4 inputs, 3 hidden ReLUs with large positive biases, 2 outputs."""
+    rng = np.random.default_rng(7)
+    net = mlp([4, 3, 2], activation="relu", bias=True, rng=rng)
+    net.layers[0].params["b"][:] = [2.0, 1.5, 3.0]
+    net.layers[2].params["b"][:] = [1.0, -0.5]
+    x = np.abs(rng.normal(0, 1, (3, 4)))  # nonnegative: the paper's alpha-beta applies as written
+    return net, x, np.zeros(3, dtype=np.int64)
+
+
+def test_paper_alpha_beta_conserves_where_zennit_and_captum_absorb_into_the_bias():
+    net, x, target = big_bias_net()
+    paper = explain(net, x, "lrp-alpha-beta", preset="paper", alpha=1.0, beta=0.0, target=target)
+    f = paper.f
+    np.testing.assert_allclose(paper.R.sum(axis=1), f, rtol=1e-12)  # eq. 4.9, exactly
+
+    R_z = zennit_relevance(net, x, target, lambda: zrules.AlphaBeta(alpha=1.0, beta=0.0))
+    R_c = captum_relevance(net, x, target, lambda: captum_rules.Alpha1_Beta0_Rule())
+    lost_z = 1 - R_z.sum(axis=1)  # seeded with one-hot: the total is 1
+    lost_c = 1 - R_c.sum(axis=1) / f
+    assert np.all(lost_z > 0.3) and np.all(lost_c > 0.3), (lost_z, lost_c)
+    # and refimpl's budget, under each peer's preset, says exactly where it went: the biases
+    for name, R_peer, scale in (("zennit", R_z, 1.0), ("captum", R_c, f)):
+        e = explain(net, x, "lrp-alpha-beta", preset=name, alpha=1.0, beta=0.0, target=target)
+        assert_close(e.R, R_peer, 1e-10)
+        absorbed = (e.budget.bias + e.budget.stabilizer) / scale
+        np.testing.assert_allclose(absorbed, 1 - R_peer.sum(axis=1) / scale, rtol=1e-9)
+
+
+def test_paper_zplus_refuses_negative_inputs_that_the_peers_split_silently():
+    net, x, target = big_bias_net()
+    x = x - 1.0  # some pixels negative
+    with pytest.raises(ValueError, match="negative input"):
+        explain(net, x, "lrp-zplus", preset="paper", target=target)
+    R_z = zennit_relevance(net, x, target, lambda: zrules.ZPlus())
+    R_c = captum_relevance(net, x, target, lambda: captum_rules.Alpha1_Beta0_Rule())
+    # the two peers disagree with each other: Zennit splits a w into (a+ w+) + (a- w-), Captum
+    # keeps a w+ whatever the sign of a
+    assert (
+        np.abs(
+            R_z * explain(net, x, "lrp-zplus", preset="captum", target=target).f[:, None] - R_c
+        ).max()
+        > 1e-2
+    )
+    assert_close(explain(net, x, "lrp-zplus", preset="zennit", target=target).R, R_z, 1e-10)
+    assert_close(explain(net, x, "lrp-zplus", preset="captum", target=target).R, R_c, 1e-10)
+
+
+def test_zennit_alpha_beta_refuses_what_float_rounding_makes_inexact():
+    # Zennit checks alpha - beta == 1 exactly; 1.4 - 0.4 = 0.9999999999999999 in binary floats.
+    # No option can match a rule that Zennit refuses to build; refimpl accepts it (1e-9 tolerance).
+    with pytest.raises(ValueError, match="must equal 1"):
+        zrules.AlphaBeta(alpha=1.4, beta=0.4)
+    net, x, target = big_bias_net()
+    R = explain(net, x, "lrp-alpha-beta", preset="paper", alpha=1.4, beta=0.4, target=target).R
+    np.testing.assert_allclose(R.sum(axis=1), net(x)[:, 0], rtol=1e-12)
+
+
+def test_zennit_gamma_zero_params_still_branches_on_the_biased_output():
+    # Zennit's Gamma(zero_params='bias') drops the bias from its terms but picks the branch by
+    # the sign of the unmodified output z + b (its fifth, NoMod, term). refimpl's
+    # Gamma(variant='generalized', bias='none') leaves the bias out of the branch too. One unit
+    # with z = 1 but z + b = -1 shows the pinned difference: Zennit takes the negative branch,
+    # contributions a+ (w + gamma w-) = 1, refimpl the positive one, a+ (w + gamma w+) = 1.25;
+    # a single input gets all relevance either way, so the difference is in the budget only when
+    # a second input splits it. With two inputs the shares differ:
+    W = np.array([[1.0], [-0.5]])
+    b = np.array([-1.25])
+    a = np.array([[1.5, 1.0]])  # z = 1.0, z + b = -0.25
+    net = Sequential([Dense(W, b)])
+    zen = zennit_relevance(
+        net, a, np.array([0]), lambda: zrules.Gamma(gamma=0.25, zero_params="bias")
+    )
+    g = 0.25
+    # Zennit, negative branch: contributions a+ (w + g w-) = [1.5, 1.0 * (-0.5 - 0.125)]
+    c_neg = np.array([1.5 * 1.0, 1.0 * (-0.5 + g * -0.5)])
+    expected_zennit = c_neg / (c_neg.sum() + 1e-6)  # one-hot seed, eps sign(d)
+    np.testing.assert_allclose(zen[0], expected_zennit, rtol=1e-12)
+    ours = explain(net, a, "lrp-gamma", preset="zennit", bias="none", target=0).R
+    c_pos = np.array([1.5 * (1.0 + g * 1.0), 1.0 * -0.5])
+    np.testing.assert_allclose(ours[0], c_pos / (c_pos.sum() + 1e-6), rtol=1e-12)
+    assert np.abs(ours - zen).max() > 0.1
