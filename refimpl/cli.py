@@ -165,7 +165,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         "--rules first=lrp-zb middle=lrp-alpha-beta:alpha=2:beta=1 last=lrp-epsilon:eps=0.25 "
         "--out R.npy --budget --heatmap R.png",
     )
-    p.add_argument("model", help="model file (.npz)")
+    p.add_argument("model", help="model file (.npz), or an ONNX graph (.onnx, extra [onnx])")
     p.add_argument("input", help=".npy array of shape (n, *input_shape), one sample, or images")
     p.add_argument(
         "--method",
@@ -177,7 +177,8 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--target",
         default="predicted",
-        help="'predicted' (default) or a class index: the logit that is explained",
+        help="'predicted' (default), a class index, or a .npy file of one index per sample: "
+        "the logit that is explained",
     )
     _add_preset_option(p)
     p.add_argument("--out", required=True, help="output .npy file for the relevances")
@@ -188,6 +189,12 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--heatmap", metavar="PNG", help="also save heatmaps (red +, blue -)")
     p.add_argument("--image-shape", help="HxW for heatmaps (default: from the input, or square)")
+    _add_method_options(p)
+    p.set_defaults(func=_cmd_explain)
+
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    """Rule, rule-map, sensitivity and Taylor options shared by explain and verify."""
     rules = p.add_argument_group("LRP rule options (for a single rule; see --rules for maps)")
     rules.add_argument("--eps", type=float, help="stabilizer epsilon (> 0)")
     rules.add_argument(
@@ -236,7 +243,6 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         choices=("segment", "gradient"),
         help="taylor search: toward the origin (segment) or down the gradient",
     )
-    p.set_defaults(func=_cmd_explain)
 
 
 _OPTION_NAMES = (
@@ -331,22 +337,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .explain.methods import GRADIENT_METHODS, explain
     from .explain.output import check_explainable
     from .explain.rules import RULES
-    from .modelfile import load_model
 
-    net = load_model(args.model)
+    net = _load_net(args.model)
     check_explainable(net)
     x, shape = _load_input(args.input, net)
-    target = args.target if args.target == "predicted" else _parse_target(args.target)
-    options = {k: getattr(args, k) for k in _OPTION_NAMES if getattr(args, k) is not None}
-    rules = None
-    if args.rules:
-        if args.method != "lrp":
-            raise ValueError("--rules needs --method lrp")
-        if options:
-            raise ValueError(
-                f"with --rules give options per rule (RULE:K=V), not {sorted(options)}"
-            )
-        rules = parse_rule_map(args.rules, args.preset)
+    target, options, rules = _method_request(args, len(x))
     if args.budget and args.method in GRADIENT_METHODS:
         raise ValueError(f"--budget applies to LRP methods, not {args.method!r}")
     result = explain(net, x, args.method, target=target, rules=rules, preset=args.preset, **options)
@@ -374,11 +369,51 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_target(text: str) -> int:
+def _parse_target(text: str, n: int):
+    """``predicted``, a class index, or a .npy file of one class index per sample."""
+    if text == "predicted":
+        return text
+    if text.endswith(".npy"):
+        t = _load_npy(text, "target")
+        if not np.issubdtype(t.dtype, np.integer) or t.shape != (n,):
+            raise ValueError(
+                f"--target file {text!r} must hold {n} integer class indices (one per sample), "
+                f"got dtype {t.dtype} and shape {t.shape}"
+            )
+        return t
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"--target must be 'predicted' or a class index, got {text!r}") from None
+        raise ValueError(
+            f"--target must be 'predicted', a class index or a .npy file of indices, got {text!r}"
+        ) from None
+
+
+def _method_request(args: argparse.Namespace, n: int):
+    """Target, single-rule options and rule map from explain/verify arguments."""
+    target = _parse_target(args.target, n)
+    options = {k: getattr(args, k) for k in _OPTION_NAMES if getattr(args, k) is not None}
+    rules = None
+    if args.rules:
+        if args.method != "lrp":
+            raise ValueError("--rules needs --method lrp")
+        if options:
+            raise ValueError(
+                f"with --rules give options per rule (RULE:K=V), not {sorted(options)}"
+            )
+        rules = parse_rule_map(args.rules, args.preset)
+    return target, options, rules
+
+
+def _load_net(path: str):
+    """A refimpl model file (.npz), or an ONNX graph (.onnx, needs the extra [onnx])."""
+    if path.endswith(".onnx"):
+        from .interop.onnx import load_onnx
+
+        return load_onnx(path)
+    from .modelfile import load_model
+
+    return load_model(path)
 
 
 def _describe_target(c) -> str:
@@ -532,6 +567,77 @@ def _cmd_am(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    from .explain.methods import METHODS
+
+    p = sub.add_parser(
+        "verify",
+        help="check another implementation's relevances against the reference",
+        description="Compute the reference relevances for MODEL and INPUT with --method and "
+        "compare CANDIDATE with them, per sample: max |R - R_ref| <= rtol x max |R_ref|. Prints "
+        "the errors, the candidate's conservation (sum R against f(x)) and a verdict; on a "
+        "mismatch it tries every preset, every single rule option and pairs of them, the output "
+        "seeding and the other methods, and names the convention that explains the difference. "
+        "Exit status: 0 match, 1 mismatch, 2 usage error.",
+        epilog="example: refimpl verify classifier.npz digits.npy zennit_R.npy "
+        "--method lrp-alpha-beta --alpha 2 --beta 1 --target labels.npy",
+    )
+    p.add_argument("model", help="model file (.npz), or an ONNX graph (.onnx, extra [onnx])")
+    p.add_argument("input", help=".npy inputs, n x d values")
+    p.add_argument("candidate", help=".npy relevances to check, n x d values")
+    p.add_argument(
+        "--method", required=True, choices=METHODS, metavar="NAME", help=", ".join(METHODS)
+    )
+    p.add_argument(
+        "--target",
+        default="predicted",
+        help="'predicted' (default), a class index, or a .npy file of one index per sample",
+    )
+    _add_preset_option(p)
+    p.add_argument(
+        "--rtol",
+        type=float,
+        help="per-sample relative tolerance (default by the candidate's dtype: 1e-10 for "
+        "float64, 1e-5 for float32)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--no-diagnosis", action="store_true", help="on a mismatch, do not search conventions"
+    )
+    _add_method_options(p)
+    p.set_defaults(func=_cmd_verify)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from .explain.output import check_explainable
+    from .verify import verify
+
+    net = _load_net(args.model)
+    check_explainable(net)
+    x, _ = _load_input(args.input, net)
+    R = _load_npy(args.candidate, "candidate")
+    target, options, rules = _method_request(args, len(x))
+    report = verify(
+        net,
+        x,
+        R,
+        args.method,
+        target=target,
+        preset=args.preset,
+        rules=rules,
+        rtol=args.rtol,
+        diagnose_mismatch=not args.no_diagnosis,
+        **options,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.text())
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="refimpl",
@@ -545,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain(sub)
     _add_heatmap(sub)
     _add_am(sub)
+    _add_verify(sub)
     return parser
 
 

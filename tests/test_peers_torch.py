@@ -243,3 +243,17 @@ def test_zennit_gamma_zero_params_still_branches_on_the_biased_output():
     c_pos = np.array([1.5 * (1.0 + g * 1.0), 1.0 * -0.5])
     np.testing.assert_allclose(ours[0], c_pos / (c_pos.sum() + 1e-6), rtol=1e-12)
     assert np.abs(ours - zen).max() > 0.1
+
+
+def test_verify_accepts_zennit_under_its_preset_and_names_it_under_the_paper():
+    from refimpl.verify import verify
+
+    net, x, target = big_bias_net()
+    R_z = zennit_relevance(net, x, target, lambda: zrules.AlphaBeta(alpha=2.0, beta=1.0))
+    assert verify(net, x, R_z, "lrp-alpha-beta", preset="zennit", target=target).passed
+    report = verify(net, x, R_z, "lrp-alpha-beta", alpha=2.0, beta=1.0, target=target)
+    assert not report.passed
+    assert report.diagnosis_message().startswith("the candidate matches preset 'zennit'")
+    R_c = captum_relevance(net, x, target, lambda: captum_rules.EpsilonRule())
+    report = verify(net, x, R_c, "lrp-epsilon", target=target)
+    assert report.diagnosis_message() == "the candidate matches with eps=1e-09 (as in captum)"
