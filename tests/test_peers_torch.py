@@ -22,13 +22,13 @@ from refimpl.explain.presets import preset
 from refimpl.layers import Dense
 from refimpl.network import Sequential, mlp
 
+from .extras import import_extra
 from .nets import dense_relu_case
 from .tolerance import assert_close, rounding_scale
 
-EXTRA = "needs the optional extra [torch]: pip install '.[torch]' (README, 'Cross-checks')"
-torch = pytest.importorskip("torch", reason=EXTRA)
-zennit = pytest.importorskip("zennit", reason=EXTRA)
-captum = pytest.importorskip("captum", reason=EXTRA)
+torch = import_extra("torch", "torch")
+zennit = import_extra("zennit", "torch")
+captum = import_extra("captum", "torch")
 
 from captum.attr import LRP  # noqa: E402
 from captum.attr._utils import lrp_rules as captum_rules  # noqa: E402
