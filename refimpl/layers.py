@@ -215,6 +215,27 @@ class LogSoftmax(Layer):
         return dout - p * dout.sum(axis=-1, keepdims=True), {}
 
 
+class Flatten(Layer):
+    """Flatten each sample: ``(n, d_1, ..., d_k) -> (n, d_1 * ... * d_k)`` (row-major, C order).
+
+    The order is NumPy's and PyTorch's ``nn.Flatten()``: the last axis varies fastest. Backward
+    reshapes the gradient back to the input's per-sample shape, kept in the cache. Forward
+    returns a view of the input when NumPy can make one (no copy).
+    """
+
+    type_name = "flatten"
+
+    def forward(self, a):
+        shape = a.shape[1:]
+        return a.reshape(a.shape[0], int(np.prod(shape, dtype=np.int64))), shape
+
+    def backward(self, cache, dout):
+        return dout.reshape(dout.shape[0], *cache), {}
+
+    def output_shape(self, input_shape):
+        return (int(np.prod(input_shape, dtype=np.int64)),)
+
+
 def log_softmax(z: np.ndarray) -> np.ndarray:
     """``log p(w_c | x) = z_c - log sum_c' exp(z_c')``, computed after subtracting ``max_c z_c``."""
     shifted = z - z.max(axis=-1, keepdims=True)
@@ -222,7 +243,7 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.type_name: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, LogSoftmax)
+    cls.type_name: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, LogSoftmax, Flatten)
 }
 ACTIVATIONS: dict[str, type[Layer]] = {
     "relu": ReLU,

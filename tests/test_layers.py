@@ -13,7 +13,17 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from refimpl.layers import Dense, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh, log_softmax
+from refimpl.layers import (
+    LAYER_TYPES,
+    Dense,
+    Flatten,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    Tanh,
+    log_softmax,
+)
 from refimpl.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
 from refimpl.network import Sequential, mlp
 
@@ -171,3 +181,93 @@ def test_losses_reject_bad_labels():
         softmax_cross_entropy(z, np.array([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         binary_cross_entropy_with_logits(z, 2.0)
+
+
+# --- Flatten ---------------------------------------------------------------------------------
+
+sample_shapes = st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple)
+
+
+@given(shape=sample_shapes, n=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_flatten_backward_matches_finite_differences(shape, n, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, *shape))
+    layer = Flatten()
+    out, cache = layer.forward(a)
+    g = rng.normal(size=out.shape)
+    da, grads = layer.backward(cache, g)
+    assert grads == {}
+    assert da.shape == a.shape
+    close(da, numeric_grad(lambda: float(np.sum(g * layer.forward(a)[0])), a))
+
+
+@given(shape=sample_shapes, n=st.integers(0, 3))
+def test_flatten_shapes_and_order_equal_a_loop_twin(shape, n):
+    a = np.arange(n * int(np.prod(shape)), dtype=np.float64).reshape(n, *shape) - 7.5
+    layer = Flatten()
+    out, _ = layer.forward(a)
+    d = int(np.prod(shape))
+    assert out.shape == (n, d) and layer.output_shape(shape) == (d,)
+    # row-major: the last axis varies fastest, as numpy's reshape and torch's nn.Flatten
+    twin = np.empty((n, d))
+    for i in range(n):
+        for k, idx in enumerate(np.ndindex(*shape)):
+            twin[i, k] = a[(i, *idx)]
+    np.testing.assert_array_equal(out, twin)
+    back, _ = layer.backward(shape, out)
+    np.testing.assert_array_equal(back, a)
+
+
+def test_flatten_is_a_parameter_free_layer_type():
+    assert LAYER_TYPES["flatten"] is Flatten
+    layer = Flatten()
+    assert layer.params == {} and layer.config() == {} and repr(layer) == "Flatten()"
+    assert isinstance(Flatten.from_config({}, {}), Flatten)
+    with pytest.raises(ValueError, match="takes no arrays"):
+        Flatten.from_config({}, {"W": np.ones(2)})
+    with pytest.raises(TypeError):
+        Flatten.from_config({"start_dim": 1}, {})
+
+
+@given(seed=st.integers(0, 2**32 - 1), bias=st.booleans())
+def test_network_with_flatten_gradients_match_finite_differences(seed, bias):
+    rng = np.random.default_rng(seed)
+    shape = (2, 3, 2)
+    layers = [
+        Flatten(),
+        Dense(rng.normal(size=(12, 5)), rng.normal(size=5) if bias else None),
+        Tanh(),
+        Flatten(),  # on a vector: the identity
+        Dense(rng.normal(size=(5, 3)), rng.normal(size=3) if bias else None),
+    ]
+    net = Sequential(layers, input_shape=shape)
+    assert net.shapes == [shape, (12,), (5,), (5,), (5,), (3,)]
+    x = net.check_input(rng.normal(size=(4, *shape)))
+    y, caches = net.forward(x)
+    g = rng.normal(size=y.shape)
+
+    def f():
+        return float(np.sum(g * net(x)))
+
+    dx, grads = net.backward(caches, g)
+    assert dx.shape == x.shape
+    close(dx, numeric_grad(f, x))
+    for p, dp in zip(net.parameters(), grads, strict=True):
+        close(dp, numeric_grad(f, p))
+    np.testing.assert_array_equal(net.activations(x)[1], x.reshape(4, 12))
+    d1, d2 = net.layers[1], net.layers[4]
+    h = np.tanh(x.reshape(4, 12) @ d1.W + (0 if d1.b is None else d1.b))
+    np.testing.assert_allclose(net(x), h @ d2.W + (0 if d2.b is None else d2.b), rtol=1e-14)
+
+
+def test_sequential_with_multi_dimensional_input_shape():
+    net = Sequential([Flatten(), Dense(np.ones((6, 2)))], input_shape=(2, 3))
+    assert net.input_shape == (2, 3) and net.output_shape == (2,)
+    assert "input (2, 3)" in net.summary()
+    assert net(np.ones((5, 2, 3))).shape == (5, 2)
+    with pytest.raises(ValueError, match=r"shape \(n, 2, 3\)"):
+        net.check_input(np.ones((5, 6)))
+    with pytest.raises(ValueError, match=r"shape \(n, 2, 3\)"):
+        net.check_input(np.ones((5, 3, 2)))
+    with pytest.raises(ValueError, match="does not chain"):
+        Sequential([Flatten(), Dense(np.ones((6, 2)))], input_shape=(2, 4))

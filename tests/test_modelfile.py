@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from refimpl.layers import Dense, Flatten, ReLU
 from refimpl.modelfile import ModelFileError, load_model, load_model_with_meta, save_model
 from refimpl.network import Sequential, mlp
 
@@ -210,3 +211,52 @@ def test_archive_is_a_plain_zip_of_npy_files(tmp_path):
         assert sorted(z.namelist()) == sorted(
             ["__spec__.npy"] + [f"{n}.npy" for n, _ in NET.named_parameters()]
         )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_round_trip_of_a_net_starting_with_flatten(tmp_path, dtype):
+    rng = np.random.default_rng(0)
+    net = Sequential(
+        [
+            Flatten(),
+            Dense(rng.normal(size=(24, 5)), rng.normal(size=5)),
+            ReLU(),
+            Dense(rng.normal(size=(5, 3))),
+        ],
+        input_shape=(2, 3, 4),
+    ).astype(dtype)
+    save_model(tmp_path / "f.npz", net)
+    with np.load(tmp_path / "f.npz") as data:
+        spec = json.loads(str(data["__spec__"]))
+    assert spec["input_shape"] == [2, 3, 4]
+    assert spec["layers"][0] == {"type": "flatten"}
+    loaded = load_model(tmp_path / "f.npz")
+    assert loaded.input_shape == (2, 3, 4) and isinstance(loaded.layers[0], Flatten)
+    for (n1, p1), (n2, p2) in zip(net.named_parameters(), loaded.named_parameters(), strict=True):
+        assert n1 == n2 and p1.dtype == p2.dtype == dtype
+        np.testing.assert_array_equal(p1, p2)
+    x = rng.normal(size=(4, 2, 3, 4)).astype(dtype)
+    np.testing.assert_array_equal(loaded(x), net(x))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda spec, arrays: spec.update(input_shape=[2, 3, 5]), "does not chain"),
+        (lambda spec, arrays: spec.update(input_shape=[2, 0, 4]), "positive integers"),
+        (lambda spec, arrays: arrays.update({"layers.0.W": np.ones((2, 2))}), "takes no arrays"),
+        (
+            lambda spec, arrays: spec["layers"][0].update(start_dim=2),
+            r"layers\[0\] \(flatten\).*start_dim",
+        ),
+    ],
+    ids=["input shape", "zero dim", "flatten with arrays", "flatten with config"],
+)
+def test_corrupt_flatten_model_files_raise_documented_error(tmp_path, change, match):
+    net = Sequential([Flatten(), Dense(np.ones((24, 2)))], input_shape=(2, 3, 4))
+    spec = {**_spec(net), "input_shape": [2, 3, 4]}
+    arrays = _arrays(net)
+    change(spec, arrays)
+    _write(tmp_path / "bad.npz", spec, arrays)
+    with pytest.raises(ModelFileError, match=match):
+        load_model(tmp_path / "bad.npz")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import Dense, Layer, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
+from ..layers import Dense, Flatten, Layer, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
 from ..network import Sequential
 
 
@@ -58,22 +58,35 @@ def _layer_from_torch(m, i: int, torch) -> Layer | None:
         if m.dim not in (-1, 1):
             raise ValueError(f"module {i} is LogSoftmax(dim={m.dim}); only dim=1 or -1 converts")
         return LogSoftmax()
+    if isinstance(m, nn.Flatten):
+        if (m.start_dim, m.end_dim) != (1, -1):
+            raise ValueError(
+                f"module {i} is Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}); only "
+                "Flatten(start_dim=1, end_dim=-1), which flattens each whole sample, converts"
+            )
+        return Flatten()
     if isinstance(m, (nn.Identity, nn.Dropout)):
         return None  # identity at inference (Dropout in eval mode)
     raise ValueError(
         f"module {i} ({type(m).__name__}) cannot be converted; supported: Linear, ReLU, "
-        "LeakyReLU, Tanh, Sigmoid, LogSoftmax, Identity, Dropout"
+        "LeakyReLU, Tanh, Sigmoid, LogSoftmax, Flatten(start_dim=1, end_dim=-1), Identity, "
+        "Dropout"
     )
 
 
-def from_torch(module) -> Sequential:
+def from_torch(module, input_shape: tuple[int, ...] | None = None) -> Sequential:
     """Convert a PyTorch ``nn.Sequential`` (or a single module) to a refimpl network, exactly.
 
     Parameters
     ----------
     module : torch.nn.Module
         An ``nn.Sequential`` (nested ones are flattened) of Linear, ReLU, LeakyReLU, Tanh,
-        Sigmoid, LogSoftmax, and Identity/Dropout (dropped: identity at inference).
+        Sigmoid, LogSoftmax, ``Flatten(start_dim=1, end_dim=-1)``, and Identity/Dropout
+        (dropped: identity at inference).
+    input_shape : tuple of int, optional
+        Shape of one sample, e.g. ``(1, 28, 28)``. Required when the first converted module is
+        Flatten (a Linear layer's width does not say which shape was flattened); otherwise
+        inferred from the first Linear layer, and checked when given.
 
     Returns
     -------
@@ -83,22 +96,47 @@ def from_torch(module) -> Sequential:
     Raises
     ------
     ValueError
-        Naming the first module that has no refimpl counterpart.
+        Naming the first module that has no refimpl counterpart, or when ``input_shape`` is
+        missing or does not chain.
     """
     torch = import_torch()
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    if input_shape is not None:
+        input_shape = _check_shape(input_shape)
     layers = [_layer_from_torch(m, i, torch) for i, m in enumerate(_modules(module, torch))]
     layers = [layer for layer in layers if layer is not None]
     if not any(isinstance(layer, Dense) for layer in layers):
         raise ValueError("module has no Linear layer; nothing to convert")
-    return Sequential(layers)
+    if input_shape is None and isinstance(layers[0], Flatten):
+        raise ValueError(
+            "input_shape is required when the module starts with Flatten: give the shape of "
+            "one sample, e.g. from_torch(module, input_shape=(1, 28, 28))"
+        )
+    return Sequential(layers, input_shape=input_shape)
+
+
+def _check_shape(input_shape) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of positive ints, or a ValueError/TypeError naming it."""
+    try:
+        dims = tuple(input_shape)
+    except TypeError:
+        raise TypeError(
+            f"input_shape must be a tuple of positive integers, got {input_shape!r}"
+        ) from None
+    if not dims or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims
+    ):
+        raise ValueError(f"input_shape must be a tuple of positive integers, got {input_shape!r}")
+    return tuple(int(d) for d in dims)
 
 
 def to_torch(net: Sequential):
     """Convert a refimpl network to a PyTorch ``nn.Sequential``, exactly (same dtype).
 
-    Dense becomes ``nn.Linear`` with ``weight = W.T``; activations map to their ``nn`` twins.
+    Dense becomes ``nn.Linear`` with ``weight = W.T``; activations and Flatten map to their
+    ``nn`` twins. The per-sample input shape is not part of an ``nn.Sequential``: pass
+    ``net.input_shape`` to :func:`from_torch` to convert back.
     """
     torch = import_torch()
     nn = torch.nn
@@ -129,4 +167,5 @@ _SIMPLE = {
     Tanh: lambda nn: nn.Tanh(),
     Sigmoid: lambda nn: nn.Sigmoid(),
     LogSoftmax: lambda nn: nn.LogSoftmax(dim=-1),
+    Flatten: lambda nn: nn.Flatten(start_dim=1, end_dim=-1),
 }
