@@ -220,13 +220,11 @@ def test_zennit_alpha_beta_refuses_what_float_rounding_makes_inexact():
 
 
 def test_zennit_gamma_zero_params_still_branches_on_the_biased_output():
-    # Zennit's Gamma(zero_params='bias') drops the bias from its terms but picks the branch by
-    # the sign of the unmodified output z + b (its fifth, NoMod, term). refimpl's
-    # Gamma(variant='generalized', bias='none') leaves the bias out of the branch too. One unit
-    # with z = 1 but z + b = -1 shows the pinned difference: Zennit takes the negative branch,
-    # contributions a+ (w + gamma w-) = 1, refimpl the positive one, a+ (w + gamma w+) = 1.25;
-    # a single input gets all relevance either way, so the difference is in the budget only when
-    # a second input splits it. With two inputs the shares differ:
+    # Pinned difference: Zennit's Gamma(zero_params='bias') drops the bias from its terms but
+    # picks the branch by the sign of the unmodified output z + b (its fifth, NoMod, term);
+    # refimpl's Gamma(variant='generalized', bias='none') leaves the bias out of the branch too.
+    # One unit with z = 1.0 but z + b = -0.25: Zennit takes the negative branch, refimpl the
+    # positive one, and the two inputs' shares differ.
     W = np.array([[1.0], [-0.5]])
     b = np.array([-1.25])
     a = np.array([[1.5, 1.0]])  # z = 1.0, z + b = -0.25

@@ -370,7 +370,8 @@ class Gamma(Rule):
     contributions are ``a+ (w + gamma w+) + a- (w + gamma w-)`` with bias ``b + gamma b+``, for
     ``z_k < 0`` ``a+ (w + gamma w-) + a- (w + gamma w+)`` with ``b + gamma b-``; a unit with
     ``z_k = 0`` passes no relevance (booked as dropped). With ``bias="none"`` the bias is left
-    out everywhere, also from the ``z_k`` that picks the branch (Zennit's ``zero_params``).
+    out everywhere, also from the ``z_k`` that picks the branch (Zennit's ``zero_params='bias'``
+    still branches on ``z_k + b_k``: a difference pinned in tests/test_peers_torch.py).
     """
 
     gamma: float = 0.25
