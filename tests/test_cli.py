@@ -9,7 +9,7 @@ from refimpl.cli import build_parser, main
 from refimpl.idx import write_idx
 from refimpl.modelfile import load_model_with_meta
 
-SUBCOMMANDS = ["train", "info", "explain", "heatmap", "am"]
+SUBCOMMANDS = ["train", "info", "explain", "heatmap", "am", "verify"]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS)
@@ -167,6 +167,26 @@ def test_explain_rejects_bad_input_files(model_and_input, capsys, make, message)
     ]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_explain_with_a_preset_and_a_target_file(model_and_input, capsys):
+    from refimpl.explain.methods import explain
+
+    net, x, d = model_and_input
+    np.save(d / "t.npy", np.array([0, 1, 2, 0, 1]))
+    argv = ["explain", str(d / "net.npz"), str(d / "x.npy"), "--out", str(d / "R.npy")]
+    extra = ["--method", "lrp-alpha-beta", "--preset", "zennit", "--target", str(d / "t.npy")]
+    assert main([*argv, *extra]) == 0
+    expected = explain(
+        net, x.reshape(5, 16), "lrp-alpha-beta", preset="zennit", target=np.array([0, 1, 2, 0, 1])
+    ).R
+    np.testing.assert_allclose(np.load(d / "R.npy").reshape(5, 16), expected, rtol=1e-13)
+    rules = ["--method", "lrp", "--rules", "default=lrp-zplus", "--preset", "captum"]
+    assert main([*argv, *rules]) == 0
+    expected = explain(net, x.reshape(5, 16), "lrp-zplus", preset="captum").R
+    np.testing.assert_allclose(np.load(d / "R.npy").reshape(5, 16), expected, rtol=1e-13)
+    assert main([*argv, "--method", "lrp-zb", "--preset", "captum"]) == 2
+    assert "Captum 0.9.0 has no lrp-zb rule" in capsys.readouterr().err
 
 
 def test_heatmap_command(model_and_input, capsys):
