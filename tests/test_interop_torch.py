@@ -9,15 +9,17 @@ by O(|y|).
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 from refimpl.layers import Dense, Flatten, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
 from refimpl.network import Sequential, mlp
 
-torch = pytest.importorskip(
-    "torch", reason="needs the optional extra [torch]: pip install '.[torch]'"
-)
+from .extras import import_extra
+
+torch = import_extra("torch", "torch")  # skips with a message, or fails in CI (tests/extras.py)
 
 from refimpl.interop.torch import from_torch, to_torch  # noqa: E402
 
@@ -156,3 +158,9 @@ def test_bad_arguments_raise_clear_errors():
         from_torch(nn.Linear(2, 2).half())
     with pytest.raises(TypeError, match="must be a refimpl Sequential"):
         to_torch(nn.Linear(2, 2))
+
+
+def test_missing_torch_raises_import_error_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install '\.\[torch\]'"):
+        from_torch(object())

@@ -15,10 +15,16 @@ missing bias, a wrong ``alpha``/``beta`` or activation is off by O(scale).
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
+
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx", reason="needs the optional extra [onnx]: pip install '.[onnx]'")
+from .extras import import_extra
+
+onnx = import_extra("onnx", "onnx")  # skips with a message, or fails in CI (tests/extras.py)
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
@@ -479,7 +485,6 @@ def test_bad_source_arguments(tmp_path):
 
 # --- PyTorch models exported to ONNX -----------------------------------------------------------
 
-TORCH = "needs the optional extra [torch]: pip install '.[torch]'"
 SAMPLE = (2, 3, 4)
 
 
@@ -501,7 +506,7 @@ def _torch_module(torch, dtype):
 
 
 def _export_and_compare(tmp_path, dtype, dynamo):
-    torch = pytest.importorskip("torch", reason=TORCH)
+    torch = import_extra("torch", "torch")
     from refimpl.interop.torch import from_torch
 
     tdtype = {np.float32: torch.float32, np.float64: torch.float64}[dtype]
@@ -544,10 +549,19 @@ def test_torchscript_export_imports_as_from_torch(tmp_path, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dynamo_export_imports_as_from_torch(tmp_path, dtype):
-    pytest.importorskip("torch", reason=TORCH)
-    pytest.importorskip(
-        "onnxscript",
-        reason="torch.onnx.export(dynamo=True) needs onnxscript: pip install onnxscript",
-    )
+    import_extra("torch", "torch")
+    if os.environ.get("REFIMPL_REQUIRE_EXTRAS") == "1":  # as tests/extras.py: CI installs it
+        importlib.import_module("onnxscript")
+    else:
+        pytest.importorskip(
+            "onnxscript",
+            reason="torch.onnx.export(dynamo=True) needs onnxscript: pip install onnxscript",
+        )
     net = _export_and_compare(tmp_path, dtype, dynamo=True)
     assert isinstance(net.layers[0], Flatten)  # from Reshape(x, [3, 24]), allowzero=1
+
+
+def test_missing_onnx_raises_import_error_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install '\.\[onnx\]'"):
+        load_onnx("model.onnx")
