@@ -101,36 +101,38 @@ def test_gradient_methods_of_flatten_net_equal_those_on_flattened_input(shape):
     np.testing.assert_array_equal(got.residual, want.residual)
 
 
-# Known gaps, left for the owners of those modules (strict: these fail loudly once fixed).
+# Multi-dimensional inputs through the budget and the Taylor root search
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lrp() books sum_i R_i as R.sum(axis=1), which is per-row, not per-sample, when the "
-    "input has more than one sample dimension",
-)
 def test_budget_of_flatten_net_is_per_sample():
     net = Sequential([Flatten(), Dense(np.eye(6)[:, :3]), ReLU()], input_shape=(2, 3))
-    e = lrp(net, np.ones((2, 2, 3)), LRP0())
+    x = np.arange(12.0).reshape(2, 2, 3)
+    e = lrp(net, x, LRP0(), R_out=np.ones((2, 3)))
     assert e.budget.relevance.shape == (2,)
+    np.testing.assert_allclose(e.budget.relevance, e.R.reshape(2, -1).sum(axis=1))
+    np.testing.assert_allclose(e.budget.closure_error(), 0.0, atol=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="taylor.search_root unpacks x.shape as (n, d): 2-D inputs only",
-)
-def test_taylor_root_search_on_flatten_net():
-    net = with_flatten(mlp([6, 4, 3], rng=0), (2, 3))
-    taylor(net, np.ones((2, 2, 3)), root="search")
+def test_taylor_root_search_on_flatten_net_equals_the_flat_net():
+    flat = mlp([6, 4, 3], rng=0)
+    net = with_flatten(flat, (2, 3))
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 2, 3))
+    for direction in ("segment", "gradient"):
+        got = taylor(net, x, root="search", direction=direction, target=0)
+        want = taylor(flat, x.reshape(4, 6), root="search", direction=direction, target=0)
+        assert got.root.shape == x.shape and got.R.shape == x.shape
+        np.testing.assert_array_equal(got.root.reshape(4, 6), want.root)
+        np.testing.assert_array_equal(got.R.reshape(4, 6), want.R)
+    ref = np.full((2, 3), 0.5)
+    got = taylor(net, x, root="search", reference=ref, target=0)
+    want = taylor(flat, x.reshape(4, 6), root="search", reference=ref.reshape(6), target=0)
+    np.testing.assert_array_equal(got.root.reshape(4, 6), want.root)
+    with pytest.raises(ValueError, match=r"reference must have shape \(2, 3\)"):
+        taylor(net, x, root="search", reference=np.zeros(5))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="taylor.is_positively_homogeneous does not list Flatten (a linear map), so "
-    "root='limit' refuses bias-free ReLU nets with a Flatten layer",
-)
-def test_taylor_limit_root_on_flatten_net():
+def test_taylor_limit_root_on_flatten_net_is_gradient_x_input():
     net = with_flatten(mlp([6, 4, 3], rng=0, bias=False), (2, 3))
-    taylor(net, np.ones((2, 2, 3)), root="limit")
+    x = np.random.default_rng(2).uniform(-1, 1, (3, 2, 3))
+    result = taylor(net, x, root="limit")
+    np.testing.assert_allclose(result.R.reshape(3, -1).sum(axis=1), result.f, rtol=1e-12)

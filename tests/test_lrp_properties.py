@@ -759,7 +759,7 @@ def test_unknown_method_options_raise():
         taylor(net, x, root="search", direction="up")
     with pytest.raises(ValueError, match="root contains 1 NaN"):
         taylor(net, x, root=np.array([[0.0, np.nan, 0.0]]))
-    with pytest.raises(ValueError, match=r"reference must have shape \(n, 3\)"):
+    with pytest.raises(ValueError, match=r"reference must have shape \(3,\) \(one point\)"):
         taylor(net, x, root="search", reference=np.zeros(4))
     with pytest.raises(TypeError, match="rules must be a Rule"):
         lrp(net, x, "lrp-0")

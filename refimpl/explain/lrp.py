@@ -242,5 +242,5 @@ def lrp(
             R = R.reshape(acts[i].shape)
         if keep_layers:
             kept.insert(0, R)
-    budget = RelevanceBudget(total, R.sum(axis=1), books)
+    budget = RelevanceBudget(total, R.reshape(len(R), -1).sum(axis=1), books)
     return Explanation(R, f, c, kept if keep_layers else None, budget)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_int, check_positive
-from ..layers import Dense, LeakyReLU, ReLU
+from ..layers import Dense, Flatten, LeakyReLU, ReLU
 from ..network import Sequential
 from .gradient import _prepare, class_gradient
 
@@ -37,12 +37,13 @@ class TaylorResult:
 
 
 def is_positively_homogeneous(net: Sequential) -> bool:
-    """True for bias-free nets of dense, ReLU and LeakyReLU layers: ``f(tx) = t f(x)``, t >= 0."""
+    """True for bias-free nets of dense, ReLU, LeakyReLU and Flatten layers: ``f(tx) = t f(x)``
+    for ``t >= 0``."""
     for layer in net.layers:
         if isinstance(layer, Dense):
             if layer.b is not None:
                 return False
-        elif not isinstance(layer, (ReLU, LeakyReLU)):
+        elif not isinstance(layer, (ReLU, LeakyReLU, Flatten)):
             return False
     return True
 
@@ -72,8 +73,8 @@ def taylor(
     Parameters
     ----------
     net : Sequential
-    x : ndarray (n, d)
-    root : "limit", "search" or ndarray (n, d)
+    x : ndarray (n, *input_shape)
+    root : "limit", "search" or ndarray (n, *input_shape)
         ``"limit"``: ``x~ = lim_{eps->0} eps x`` for positively homogeneous nets (eq. 4.4-4.6),
         which gives gradient x input exactly; other nets raise. ``"search"``: the root nearest to
         ``x`` along ``direction``, found by a scan and bisection. An array: that root point.
@@ -82,7 +83,7 @@ def taylor(
         For ``"search"``: the segment from ``x`` to ``reference`` (default: the origin), or the
         ray ``x - t sign(f(x)) grad f(x) / ||grad f(x)||``, ``0 <= t <= max_distance``.
     reference : ndarray, optional
-        End of the segment, one point ``(d,)`` or one per sample ``(n, d)``.
+        End of the segment, one point ``input_shape`` or one per sample ``(n, *input_shape)``.
     max_distance : float, optional
         Length of the searched ray (default ``2 sqrt(d)``, the diagonal of the [-1, 1] box).
     grid : int
@@ -151,16 +152,20 @@ def search_root(
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     grid = check_int(grid, "grid", low=2)
     tol = check_positive(tol, "tol")
-    n, d = x.shape
+    shape = x.shape
+    n = shape[0]
     f0, g = class_gradient(net, x, c)
     if direction == "segment":
         ref = (
             np.zeros_like(x)
             if reference is None
-            else np.broadcast_to(net.check_input(np.atleast_2d(reference), "reference"), x.shape)
+            else net.check_input(_broadcast(reference, shape, "reference"), "reference")
         )
-        v = ref - x
+        x, g = x.reshape(n, -1), g.reshape(n, -1)  # search on flat vectors
+        v = ref.reshape(n, -1) - x
     else:
+        x, g = x.reshape(n, -1), g.reshape(n, -1)  # search on flat vectors
+        d = x.shape[1]
         dist = (
             2 * np.sqrt(d) if max_distance is None else check_positive(max_distance, "max_distance")
         )
@@ -176,7 +181,7 @@ def search_root(
     def f_at(t: np.ndarray) -> np.ndarray:  # t of shape (n, m) -> f(x + t v), shape (n, m)
         pts = x[:, None, :] + t[:, :, None] * v[:, None, :]
         cc = np.repeat(c, t.shape[1])
-        return net(pts.reshape(-1, d))[np.arange(cc.size), cc].reshape(t.shape)
+        return net(pts.reshape(-1, *shape[1:]))[np.arange(cc.size), cc].reshape(t.shape)
 
     ts = np.broadcast_to(np.linspace(0.0, 1.0, grid), (n, grid))
     fs = f_at(ts)
@@ -216,4 +221,15 @@ def search_root(
             f"{bad.tolist()} (best |f| = {np.abs(f_end).min():.3g}, tol = {tol:g}); f may jump "
             "there or tol is below what this dtype resolves"
         )
-    return x + t[:, None] * v
+    return (x + t[:, None] * v).reshape(shape)
+
+
+def _broadcast(value, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``value`` (one sample or one per sample) broadcast to the batch shape ``shape``."""
+    try:
+        return np.broadcast_to(np.asarray(value, dtype=float), shape)
+    except ValueError:
+        raise ValueError(
+            f"{name} must have shape {shape[1:]} (one point) or {shape} (one per sample), "
+            f"got {np.shape(value)}"
+        ) from None
