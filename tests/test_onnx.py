@@ -271,6 +271,33 @@ def test_load_from_a_file(tmp_path):
         np.testing.assert_allclose(net(x), x @ W, rtol=0, atol=RTOL[np.float32] * scale)
 
 
+def test_explain_and_verify_commands_take_an_onnx_model(tmp_path, capsys):
+    from refimpl.cli import main
+    from refimpl.explain.methods import explain
+
+    rng = np.random.default_rng(7)
+    W1, b1, W2 = (
+        rand(rng, (5, 4), np.float64),
+        rand(rng, (4,), np.float64),
+        rand(rng, (4, 3), np.float64),
+    )
+    nodes = [
+        helper.make_node("Gemm", ["x", "W1", "b1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["a"]),
+        helper.make_node("MatMul", ["a", "W2"], ["y"]),
+    ]
+    onnx.save(make_model(nodes, {"W1": W1, "b1": b1, "W2": W2}, [5]), tmp_path / "m.onnx")
+    x = rng.uniform(-1, 1, (3, 5))
+    np.save(tmp_path / "x.npy", x)
+    base = [str(tmp_path / "m.onnx"), str(tmp_path / "x.npy")]
+    out = str(tmp_path / "R.npy")
+    assert main(["explain", *base, "--method", "lrp-epsilon", "--out", out]) == 0
+    net = load_onnx(tmp_path / "m.onnx")
+    np.testing.assert_array_equal(np.load(out), explain(net, x, "lrp-epsilon").R)
+    assert main(["verify", *base, out, "--method", "lrp-epsilon"]) == 0
+    assert "MATCH" in capsys.readouterr().out
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 
