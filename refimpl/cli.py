@@ -638,6 +638,39 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _add_conformance(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "conformance",
+        help="write the conformance set that other implementations test themselves against",
+        description="Conformance set: small nets (model files and plain arrays), inputs and "
+        "refimpl's relevances for every rule, method and preset, with a JSON manifest of "
+        "tolerances, for testing another implementation with NumPy and JSON alone.",
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    e = actions.add_parser(
+        "export",
+        help="write the set into DIR (atomically)",
+        description="Write the conformance set into DIR: built in a temporary sibling "
+        "directory and renamed into place; two exports are byte-identical.",
+        epilog="example: refimpl conformance export conformance/",
+    )
+    e.add_argument("dir", help="target directory (must be empty or absent)")
+    e.add_argument(
+        "--force", action="store_true", help="replace an earlier conformance set in DIR"
+    )
+    e.set_defaults(func=_cmd_conformance_export)
+
+
+def _cmd_conformance_export(args: argparse.Namespace) -> int:
+    from .conformance import export_conformance
+
+    manifest = export_conformance(
+        args.dir, overwrite=args.force, progress=lambda line: print(line, file=sys.stderr)
+    )
+    print(f"wrote {manifest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="refimpl",
@@ -652,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_heatmap(sub)
     _add_am(sub)
     _add_verify(sub)
+    _add_conformance(sub)
     return parser
 
 

@@ -9,7 +9,7 @@ from refimpl.cli import build_parser, main
 from refimpl.idx import write_idx
 from refimpl.modelfile import load_model_with_meta
 
-SUBCOMMANDS = ["train", "info", "explain", "heatmap", "am", "verify"]
+SUBCOMMANDS = ["train", "info", "explain", "heatmap", "am", "verify", "conformance"]
 
 
 @pytest.mark.parametrize("cmd", SUBCOMMANDS)
@@ -237,3 +237,19 @@ def test_explain_refuses_a_model_that_is_not_a_classifier(model_and_input, capsy
     argv = ["explain", str(d / "gan.npz"), str(d / "x.npy"), "--out", str(d / "R.npy")]
     assert main([*argv, "--method", "lrp-0"]) == 2
     assert "net must be a refimpl Sequential, got GAN" in capsys.readouterr().err
+
+
+def test_conformance_export_command(tmp_path, capsys):
+    import json
+
+    with pytest.raises(SystemExit) as info:
+        main(["conformance", "export", "--help"])
+    assert info.value.code == 0
+    target = tmp_path / "set"
+    assert main(["conformance", "export", str(target)]) == 0
+    assert f"wrote {target / 'manifest.json'}" in capsys.readouterr().out
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert manifest["format"] == "refimpl-conformance" and manifest["version"] == 1
+    assert main(["conformance", "export", str(target)]) == 2  # not empty, no --force
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert main(["conformance", "export", str(target), "--force"]) == 0
