@@ -655,9 +655,7 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
         epilog="example: refimpl conformance export conformance/",
     )
     e.add_argument("dir", help="target directory (must be empty or absent)")
-    e.add_argument(
-        "--force", action="store_true", help="replace an earlier conformance set in DIR"
-    )
+    e.add_argument("--force", action="store_true", help="replace an earlier conformance set in DIR")
     e.set_defaults(func=_cmd_conformance_export)
 
 
