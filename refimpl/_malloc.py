@@ -2,7 +2,7 @@
 
 With glibc's defaults, arrays above the mmap threshold are mapped and unmapped on every
 allocation, and each training step pays page faults for them: on the 2-core development machines
-training ran 1.5x slower in float64 (DESIGN.md sec. 3, ``benchmarks/bench_train.py``). Raising
+training ran 1.5x slower in float64 (``benchmarks/bench_train.py``). Raising
 the mmap and trim thresholds, as ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` in the
 environment would, removes that. It changes speed only, never results; elsewhere it does nothing.
 """

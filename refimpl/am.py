@@ -242,7 +242,7 @@ def am_code(
     """Eq. 3.3: ``max_z log p(w_c|g(z)) - lambda ||z - z_ref||^2``; prototypes ``x = g(z)``.
 
     ``z_ref=None`` is the paper (``lambda ||z||^2``); a (C, z_dim) array of class code means
-    keeps prototypes crisp (DESIGN.md sec. 3).
+    keeps prototypes crisp (README, Interpretation).
     """
     c = _classes(classifier, classes)
     shape = (len(c), generator.z_dim)

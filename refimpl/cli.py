@@ -226,12 +226,20 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
         help="rule map for --method lrp: WHERE is first, middle, last, default or "
         "a layer index; e.g. first=lrp-zb middle=lrp-alpha-beta:alpha=2:beta=1",
     )
+    rules.add_argument(
+        "--output-seed",
+        dest="seed",
+        choices=("logit", "onehot"),
+        help="LRP output relevance: f(x) onehot(c) (logit, the paper) or onehot(c) (as Zennit is "
+        "usually called); default: the preset's",
+    )
     other = p.add_argument_group("gradient and Taylor options")
     other.add_argument(
         "--sensitivity-output",
         dest="output",
         choices=("squared", "raw", "abs"),
-        help="sensitivity: (df/dx)^2 (default, eq. 4.1), raw df/dx, or |df/dx|",
+        help="sensitivity: (df/dx)^2 (eq. 4.1), raw df/dx, or |df/dx|; default: the preset's "
+        "(paper: squared)",
     )
     other.add_argument(
         "--root",
@@ -402,6 +410,8 @@ def _method_request(args: argparse.Namespace, n: int):
                 f"with --rules give options per rule (RULE:K=V), not {sorted(options)}"
             )
         rules = parse_rule_map(args.rules, args.preset)
+    if args.seed is not None:
+        options["seed"] = args.seed
     return target, options, rules
 
 
@@ -578,7 +588,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         "the errors, the candidate's conservation (sum R against f(x)) and a verdict; on a "
         "mismatch it tries every preset, every single rule option and pairs of them, the output "
         "seeding and the other methods, and names the convention that explains the difference. "
-        "Exit status: 0 match, 1 mismatch, 2 usage error.",
+        "Exit status: 0 match, 1 mismatch, 2 usage error, 3 internal error.",
         epilog="example: refimpl verify classifier.npz digits.npy zennit_R.npy "
         "--method lrp-alpha-beta --alpha 2 --beta 1 --target labels.npy",
     )
@@ -632,7 +642,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         **options,
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
         print(report.text())
     return 0 if report.passed else 1
@@ -697,9 +707,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
         sys.stderr.close()
         return 0
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         print(f"refimpl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - verify's 1 must mean "mismatch", never "crashed"
+        if args.command != "verify":
+            raise
+        print(f"refimpl verify: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from .explain.rules import RULES, Rule
 from .layers import Dense, ReLU
 from .modelfile import save_model
 from .network import Sequential
+from .verify import compare as verify_compare
 
 FORMAT = "refimpl-conformance"
 VERSION = 1
@@ -805,16 +806,12 @@ def compare(R: np.ndarray, R_ref: np.ndarray, rtol: float) -> tuple[float, float
     """
     R_ref = np.asarray(R_ref, dtype=np.float64)
     R = np.asarray(R)
-    n = len(R_ref)
     if R.shape != R_ref.shape:
         raise ValueError(f"candidate relevance must have shape {R_ref.shape}, got {R.shape}")
-    err = np.abs(R.astype(np.float64) - R_ref).reshape(n, -1).max(axis=1, initial=0.0)
-    scale = np.abs(R_ref).reshape(n, -1).max(axis=1, initial=0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(scale > 0, err / scale, np.where(err > 0, np.inf, 0.0))
-    rel = np.where(np.isnan(err), np.nan, rel)  # NaN > 0 is False: keep it NaN
-    passed = bool(np.all(err <= rtol * scale))
-    return float(np.max(err, initial=0.0)), float(np.max(rel, initial=0.0)), passed
+    cmp = verify_compare(R, R_ref, rtol)
+    err = np.where(cmp.finite, cmp.abs_error, np.nan)
+    rel = np.where(cmp.finite, cmp.rel_error, np.nan)
+    return float(np.max(err, initial=0.0)), float(np.max(rel, initial=0.0)), cmp.passed
 
 
 def check_conformance(

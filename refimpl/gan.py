@@ -101,7 +101,7 @@ class GAN(CodeModel):
     def build(
         cls, z_dim: int = 32, hidden_g=(256, 512), hidden_d=(512, 256), d: int = 784, rng=0
     ) -> GAN:
-        """DESIGN.md sec. 3: G z-256-512-784 (LeakyReLU 0.2, tanh), D 784-512-256-1."""
+        """The MNIST recipe: G z-256-512-784 (LeakyReLU 0.2, tanh), D 784-512-256-1."""
         rng = np.random.default_rng(rng)
         g = _leaky_mlp([check_int(z_dim, "z_dim", low=1), *hidden_g, d], rng, Tanh())
         disc = _leaky_mlp([d, *hidden_d, 1], rng, None)
@@ -190,7 +190,7 @@ def train_gan(
     rng=0,
     log: Callable[[str], None] | None = print,
 ) -> GanHistory:
-    """Train a GAN on images ``x`` (n, d) in [-1, 1] with Adam (DESIGN.md sec. 3 recipe)."""
+    """Train a GAN on images ``x`` (n, d) in [-1, 1] with Adam (Adam(2e-4, beta1=0.5) recipe)."""
     x = gan.discriminator.check_input(x)
     epochs = check_int(epochs, "epochs", low=1)
     batch_size = check_int(batch_size, "batch_size", low=1)

@@ -20,9 +20,9 @@ and never computed: :meth:`GaussianRBM.log_density` is unnormalized (exact up to
 
 Every public method takes and returns pixel-space ``x`` (``(n, d)`` batches); the standardization
 is applied inside, so gradients are ``d log p / dx`` in pixel space. Parameters are float64.
-Training is contrastive divergence (CD-k, :func:`train_grbm`); DESIGN.md sec. 3 gives the recipe
-that works on MNIST (500 hidden units, CD-5, lr 1e-3, momentum 0.5 -> 0.9, weight decay 1e-4,
-sigma 0.5). The kind ``"grbm"`` is registered with :mod:`refimpl.modelfile` on import.
+Training is contrastive divergence (CD-k, :func:`train_grbm`); the recipe that works on MNIST
+is 500 hidden units, CD-5, lr 1e-3, momentum 0.5 -> 0.9, weight decay 1e-4, sigma 0.5. The
+kind ``"grbm"`` is registered with :mod:`refimpl.modelfile` on import.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class GaussianRBM:
         n_hidden : int
             Number of hidden units ``h`` >= 1.
         sigma : float
-            Visible noise level (> 0); DESIGN.md's recipe uses 0.5.
+            Visible noise level (> 0); the README's recipe uses 0.5.
         rng : Generator or int or None
             Random generator or seed for the weights.
         std_floor : float

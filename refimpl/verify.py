@@ -1,34 +1,45 @@
 """Check another implementation's relevances against the reference, and diagnose a mismatch.
 
-:func:`verify` computes refimpl's relevances for the same model, inputs, method and options,
-compares them with the candidate per sample (``max_i |R_i - R_ref_i| <= rtol max_i |R_ref_i|``),
-reports the candidate's conservation (``sum_i R_i`` against ``f(x)``), and on a mismatch searches
-the conventions (DESIGN.md sec. 2) for one that explains the difference: every preset, every
-single option of the rule (bias, input sign handling, stabilizer kind and epsilon, gamma variant,
-output seeding), pairs of them, and the other methods. The result names what matches, e.g.
-"matches with bias='split' (as in zennit, toolbox)", or says that nothing does.
+:func:`verify` computes refimpl's relevances in float64 for the same model, inputs, method and
+options, and compares the candidate with them per sample::
+
+    max_i |R_i - R_ref_i| <= rtol * max_i |R_ref_i| + 32 S
+
+where ``S`` estimates how far rounding alone moves the result in the precision of the candidate (or
+of the model, if that is lower): :mod:`refimpl.explain.rounding`. Where parts cancel, a correct
+float32 result differs from the exact one by far more than ``1e-5 max |R|``. It reports the
+candidate's conservation (``sum_i R_i`` against ``f(x)``) and, on a mismatch, searches the
+conventions on which the libraries differ (README, "Verifying other implementations") for one that
+explains the difference: every preset, every single option of the rule (bias, input sign handling,
+stabilizer kind and epsilon, gamma variant, output seeding), pairs of them, the predicted class
+instead of the given target, and the other methods. The result names what matches, e.g. "matches
+with bias='split' (as in zennit, toolbox)", or says that nothing does.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from itertools import combinations, product
+from numbers import Real
 
 import numpy as np
 
+from ._table import format_table
 from .explain.gradient import SENSITIVITY_OUTPUTS
 from .explain.lrp import RuleMap, lrp
 from .explain.methods import METHODS, explain
 from .explain.output import SEEDS
-from .explain.presets import PRESETS, Preset
+from .explain.presets import PRESETS, Preset, effective_options
 from .explain.presets import preset as get_preset
+from .explain.rounding import ROUNDING_FACTOR, rounding_estimate
 from .explain.rules import BIAS_OPTIONS, INPUT_OPTIONS, RULES, make_rule
 from .explain.stabilizer import KINDS
 from .network import Sequential
 
 DEFAULT_RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 EPS_GRID = (1e-16, 1e-9, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.25, 1.0)
-DIAGNOSIS_SAMPLES = 32
+DIAGNOSIS_SAMPLES = 32  # the failing samples the diagnosis looks at
 
 # the values each rule option can take, for the search (eps handled separately)
 _DOMAINS = {
@@ -54,46 +65,62 @@ _PARAMETERS = ("alpha", "beta", "gamma", "low", "high")
 
 @dataclass
 class Comparison:
-    """Per-sample and overall errors of a candidate against a reference."""
+    """Per-sample errors of a candidate against a reference.
 
-    abs_error: np.ndarray  # (n,) max_i |R_i - R_ref_i|
-    scale: np.ndarray  # (n,) max_i |R_ref_i|
+    A sample passes when the candidate is finite and ``abs_error <= rtol * scale + allowance``:
+    ``scale = max_i |R_ref_i|`` and ``allowance`` what rounding alone may change
+    (:func:`refimpl.explain.rounding.rounding_allowance`; 0 if not used).
+    """
+
+    abs_error: np.ndarray
+    scale: np.ndarray
     rtol: float
-    finite: np.ndarray  # (n,) candidate row has no NaN/inf
+    finite: np.ndarray
+    allowance: np.ndarray
 
     @property
     def rel_error(self) -> np.ndarray:
+        """``abs_error / scale`` (0 where both are 0, inf where only the scale is)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(self.scale > 0, self.abs_error / self.scale, np.inf)
         return np.where(self.abs_error == 0, 0.0, rel)
 
     @property
     def ok(self) -> np.ndarray:
-        return self.finite & (self.abs_error <= self.rtol * self.scale)
+        return self.finite & (self.abs_error <= self.rtol * self.scale + self.allowance)
 
     @property
     def passed(self) -> bool:
         return bool(self.ok.all())
 
 
-def compare(R: np.ndarray, R_ref: np.ndarray, rtol: float) -> Comparison:
-    """Compare ``R`` with ``R_ref`` (both ``(n, ...)``) per sample, relative to ``max |R_ref|``."""
+def compare(R, R_ref, rtol: float, allowance=None) -> Comparison:
+    """Compare ``R`` with ``R_ref`` (both ``(n, ...)``) per sample.
+
+    Passes where ``max_i |R_i - R_ref_i| <= rtol max_i |R_ref_i| + allowance`` (per sample,
+    default 0). NaN or inf in ``R`` fails that sample.
+    """
     R = np.asarray(R, dtype=np.float64).reshape(len(R), -1)
     R_ref = np.asarray(R_ref, dtype=np.float64).reshape(len(R_ref), -1)
+    if R.shape != R_ref.shape:
+        raise ValueError(f"candidate shape {R.shape} differs from the reference's {R_ref.shape}")
     finite = np.isfinite(R).all(axis=1)
     diff = np.abs(np.where(np.isfinite(R), R, 0.0) - R_ref)
-    return Comparison(diff.max(axis=1), np.abs(R_ref).max(axis=1), rtol, finite)
+    floor = np.zeros(len(R)) if allowance is None else np.broadcast_to(allowance, (len(R),))
+    err = np.where(finite, diff.max(axis=1), np.inf)
+    return Comparison(err, np.abs(R_ref).max(axis=1), rtol, finite, floor)
 
 
 @dataclass
 class Candidate:
-    """One convention tried by the diagnosis."""
+    """One convention tried by the diagnosis: a method under a preset with full options."""
 
     description: str
     method: str
-    preset: str
-    options: dict
+    preset: Preset
+    options: dict  # full rule options plus "seed" for LRP rules; method options otherwise
     changes: dict  # what differs from the reference's configuration
+    kind: str = "option"  # "preset", "option", "target" or "method"
     presets: list[str] = field(default_factory=list)  # presets that share the changed values
 
 
@@ -103,6 +130,10 @@ class Match:
     max_rel_error: float
 
 
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
 @dataclass
 class Report:
     """Everything ``refimpl verify`` prints, also as JSON (:meth:`to_dict`)."""
@@ -110,32 +141,39 @@ class Report:
     method: str
     preset: str
     rule: str | None
-    seed: str
+    seed: str | None
     rtol: float
     f: np.ndarray
     target: np.ndarray | None
     sum_candidate: np.ndarray
     sum_reference: np.ndarray
+    reference_max: np.ndarray
+    rounding: np.ndarray
     comparison: Comparison
     nonfinite: int
     diagnosis: list[Match] | None = None
     tried: int = 0
+    note: str = ""
 
     @property
     def passed(self) -> bool:
         return self.comparison.passed
 
-    def conservation(self) -> dict:
-        """The candidate's ``sum_i R_i`` against ``f(x)`` (and against 1 for one-hot seeding)."""
+    def conservation(self) -> dict | None:
+        """The candidate's ``sum_i R_i`` against ``f(x)`` (against 1 when seeded with 1)."""
+        if self.method == "sensitivity":
+            return None  # sum_i R_i is ||grad f||^2 or a norm of it, not f(x)
         expected = np.ones_like(self.f) if self.seed == "onehot" else self.f
         gap = self.sum_candidate - expected
+        finite = np.isfinite(gap)
         return {
             "expected_total": "1 (one-hot seed)" if self.seed == "onehot" else "f(x)",
-            "max_abs_gap": float(np.nanmax(np.abs(gap))) if gap.size else 0.0,
+            "max_abs_gap": float(np.abs(gap[finite]).max()) if finite.any() else None,
             "reference_max_abs_gap": float(np.abs(self.sum_reference - expected).max()),
         }
 
     def to_dict(self) -> dict:
+        """The report as JSON-safe values (non-finite numbers become ``null``)."""
         c = self.comparison
         out = {
             "verdict": "match" if self.passed else "mismatch",
@@ -145,10 +183,12 @@ class Report:
             "seed": self.seed,
             "tolerance": {
                 "rtol": self.rtol,
-                "definition": "per sample: max_i |R_i - R_ref_i| <= rtol * max_i |R_ref_i|",
+                "definition": "per sample: max_i |R_i - R_ref_i| <= rtol * max_i |R_ref_i| + "
+                "allowance, allowance = 32 S, S the spread of the result under rounding in the "
+                "candidate's precision (refimpl.explain.rounding)",
             },
-            "max_abs_error": float(np.nanmax(c.abs_error)),
-            "max_rel_error": float(np.nanmax(c.rel_error)),
+            "max_abs_error": _finite_or_none(c.abs_error.max()),
+            "max_rel_error": _finite_or_none(c.rel_error.max()),
             "nonfinite_values": self.nonfinite,
             "conservation": self.conservation(),
             "samples": [
@@ -156,16 +196,19 @@ class Report:
                     "index": i,
                     "f": float(self.f[i]),
                     "target": None if self.target is None else int(self.target[i]),
-                    "sum_R_candidate": float(self.sum_candidate[i]),
+                    "sum_R_candidate": _finite_or_none(self.sum_candidate[i]),
                     "sum_R_reference": float(self.sum_reference[i]),
-                    "max_abs_error": float(c.abs_error[i]),
-                    "max_rel_error": float(c.rel_error[i]),
+                    "max_abs_R_reference": float(self.reference_max[i]),
+                    "rounding_estimate": float(self.rounding[i]),
+                    "rounding_allowance": float(c.allowance[i]),
+                    "max_abs_error": _finite_or_none(c.abs_error[i]),
+                    "max_rel_error": _finite_or_none(c.rel_error[i]),
                     "ok": bool(c.ok[i]),
                 }
                 for i in range(len(self.f))
             ],
         }
-        if self.diagnosis is not None:
+        if self.diagnosis is not None or self.note:
             out["diagnosis"] = {
                 "tried": self.tried,
                 "explained": bool(self.diagnosis),
@@ -174,17 +217,19 @@ class Report:
                     {
                         "description": m.candidate.description,
                         "method": m.candidate.method,
-                        "preset": m.candidate.preset,
+                        "preset": m.candidate.preset.name,
                         "changes": m.candidate.changes,
                         "as_in_presets": m.candidate.presets,
                         "max_rel_error": m.max_rel_error,
                     }
-                    for m in self.diagnosis
+                    for m in self.diagnosis or []
                 ],
             }
         return out
 
     def diagnosis_message(self) -> str:
+        if self.note:
+            return self.note
         if self.diagnosis is None:
             return ""
         if not self.diagnosis:
@@ -196,15 +241,17 @@ class Report:
 
     def text(self, max_rows: int = 10) -> str:
         c = self.comparison
+        seeded = {"onehot": ", output seeded with 1", "logit": ", output seeded with f(x)"}
         lines = [
             f"reference: {self.method} (preset {self.preset!r})"
             + (f": {self.rule} on every dense layer" if self.rule else "")
-            + f", output seeded with {'1' if self.seed == 'onehot' else 'f(x)'}",
-            f"tolerance: per sample max |R - R_ref| <= {self.rtol:g} x max |R_ref|",
+            + seeded.get(self.seed or "", ""),
+            f"tolerance: per sample max |R - R_ref| <= {self.rtol:g} x max |R_ref| + rounding "
+            "allowance",
         ]
         if self.nonfinite:
             lines.append(f"candidate has {self.nonfinite} NaN/inf value(s)")
-        rows = [("sample", "f(x)", "sum R cand.", "sum R ref.", "max abs err", "rel err", "ok")]
+        rows = [("sample", "f(x)", "sum R cand.", "sum R ref.", "max abs err", "allowed", "ok")]
         for i in range(min(len(self.f), max_rows)):
             rows.append(
                 (
@@ -213,54 +260,74 @@ class Report:
                     f"{self.sum_candidate[i]:.6g}",
                     f"{self.sum_reference[i]:.6g}",
                     f"{c.abs_error[i]:.3g}",
-                    f"{c.rel_error[i]:.3g}",
+                    f"{c.rtol * c.scale[i] + c.allowance[i]:.3g}",
                     "yes" if c.ok[i] else "NO",
                 )
             )
-        from ._table import format_table
-
         lines.append(format_table(rows))
         if len(self.f) > max_rows:
             lines.append(f"... {len(self.f) - max_rows} more sample(s)")
         cons = self.conservation()
-        lines.append(
-            f"conservation: max |sum R - {cons['expected_total']}| = {cons['max_abs_gap']:.3g} "
-            f"(candidate), {cons['reference_max_abs_gap']:.3g} (reference)"
-        )
+        if cons is not None:
+            gap = "n/a" if cons["max_abs_gap"] is None else f"{cons['max_abs_gap']:.3g}"
+            lines.append(
+                f"conservation: max |sum R - {cons['expected_total']}| = {gap} (candidate), "
+                f"{cons['reference_max_abs_gap']:.3g} (reference)"
+            )
         n_bad = int((~c.ok).sum())
         lines.append(
-            f"overall: max abs err {np.nanmax(c.abs_error):.3g}, max rel err "
-            f"{np.nanmax(c.rel_error):.3g}; "
+            f"overall: max abs err {c.abs_error.max():.3g}, max rel err "
+            f"{c.rel_error.max():.3g}; "
             + ("MATCH" if self.passed else f"MISMATCH ({n_bad} of {len(c.ok)} samples)")
         )
-        if self.diagnosis is not None:
+        if self.diagnosis is not None or self.note:
             lines.append("diagnosis: " + self.diagnosis_message())
-            for m in self.diagnosis[1:5]:
+            for m in (self.diagnosis or [])[1:5]:
                 lines.append(f"  also: {m.candidate.description}")
         return "\n".join(lines)
 
 
-def _presets_with(method: str, changes: dict) -> list[str]:
-    """Presets whose version of ``method`` has every value in ``changes``."""
+# --- the diagnosis ------------------------------------------------------------------------------
+
+
+def _preset_params(p: Preset, method: str, params: dict) -> dict | None:
+    """The user's rule parameters in ``p``'s parameterization, or None if ``p`` cannot take them
+    (e.g. Captum's alpha-beta with alpha = 2)."""
+    params = dict(params)
+    if method == "lrp-alpha-beta":
+        alpha, beta = params.get("alpha"), params.get("beta")
+        if p.alpha_beta == "alpha-only":
+            params.pop("beta", None)
+            if beta is not None and alpha is not None and beta != alpha - 1:
+                return None
+        elif alpha is not None and beta is None:
+            params["beta"] = alpha - 1.0
+    try:
+        p.options(method, **params)
+    except ValueError:
+        return None
+    return params
+
+
+def _effective(method: str, p: Preset, options: dict) -> dict:
+    """Options that change the numbers, keyed by the rule class that realizes ``method``."""
+    opts = {k: v for k, v in options.items() if k != "seed"}
+    return {"rule": p.realized_by.get(method, method), **effective_options(opts)}
+
+
+def _presets_with(method: str, changes: dict, params: dict) -> list[str]:
+    """Presets that have rule ``method`` with the user's parameters and every changed value."""
     names = []
     for name, p in PRESETS.items():
-        if method not in RULES:
-            if set(changes) == {"output"} and p.sensitivity == changes["output"]:
-                names.append(name)
-            continue
         if method in p.missing:
             continue
-        opts = {**_defaults(method), **p.options(method)}
-        seed_ok = "seed" not in changes or changes["seed"] == p.seed
-        if seed_ok and all(opts.get(k) == v for k, v in changes.items() if k != "seed"):
+        q = _preset_params(p, method, params)
+        if q is None:
+            continue
+        opts = {**p.full_options(method, **q), "seed": p.seed}
+        if all(opts.get(k) == v for k, v in changes.items()):
             names.append(name)
     return names
-
-
-def _defaults(method: str) -> dict:
-    from dataclasses import fields
-
-    return {f.name: f.default for f in fields(RULES[method])}
 
 
 def _describe(changes: dict, presets: list[str]) -> str:
@@ -278,70 +345,56 @@ def _describe(changes: dict, presets: list[str]) -> str:
     return text + (f" (as in {', '.join(presets)})" if presets else "")
 
 
-def _rule_candidates(method: str, preset: Preset, options: dict) -> list[Candidate]:
-    """Conventions to try for an LRP rule: single options, presets, pairs of options."""
-    base = {**_defaults(method), **preset.options(method, **options)}
+def _changes(changes: dict) -> str:
+    return ", ".join(
+        ("output seed " + repr(v)) if k == "seed" else f"{k}={v!r}" for k, v in changes.items()
+    )
+
+
+def _rule_candidates(method: str, p: Preset, options: dict, seed: str) -> list[Candidate]:
+    """Conventions to try for an LRP rule: presets, single options, pairs of options."""
     params = {k: v for k, v in options.items() if k in _PARAMETERS}
-    axes: dict[str, tuple] = {}
-    for key, by_rule in _DOMAINS.items():
-        if method in by_rule:
-            axes[key] = by_rule[method]
-    if "eps" in base:
-        axes["eps"] = tuple(sorted({0.0, *EPS_GRID, base["eps"]}))
-        if method == "lrp-epsilon":
-            axes["eps"] = tuple(e for e in axes["eps"] if e > 0)
+    current = {**p.full_options(method, **options), "seed": seed}
+    axes: dict[str, tuple] = {k: by[method] for k, by in _DOMAINS.items() if method in by}
+    if "eps" in current:
+        eps = sorted({0.0, *EPS_GRID, current["eps"]})
+        axes["eps"] = tuple(e for e in eps if e > 0) if method == "lrp-epsilon" else tuple(eps)
     axes["seed"] = SEEDS
-    current = {**base, "seed": preset.seed}
-
     out: list[Candidate] = []
-    seen: set = set()
+    seen = {(_key(_effective(method, p, current)), seed)}
 
-    def add(changes: dict, source_preset: str, description=None, options=None):
-        opts = {**current, **changes} if options is None else options
-        effective = dict(opts) if opts.get("eps") else {**opts, "stabilizer_kind": None}
-        key = (
-            source_preset if method in PRESETS[source_preset].realized_by else "",
-            _key(effective),
-        )
-        if key in seen:
+    def add(q: Preset, opts: dict, changes: dict, kind: str, description: str | None = None):
+        key = (_key(_effective(method, q, opts)), opts["seed"])
+        if key in seen:  # the same numbers as the reference, or as a candidate already listed
             return
         seen.add(key)
-        presets = _presets_with(method, changes)
-        out.append(
-            Candidate(
-                description or _describe(changes, presets),
-                method,
-                source_preset,
-                opts,
-                changes,
-                presets,
-            )
-        )
+        presets = _presets_with(method, changes, params) if kind == "option" else [q.name]
+        text = description or _describe(changes, presets)
+        out.append(Candidate(text, method, q, opts, changes, kind, presets))
 
+    for name, q in PRESETS.items():
+        if name == p.name or method in q.missing:
+            continue
+        qparams = _preset_params(q, method, params)
+        if qparams is None:
+            continue
+        opts = {**q.full_options(method, **qparams), "seed": q.seed}
+        changes = {k: v for k, v in opts.items() if current.get(k) != v}
+        add(
+            q,
+            opts,
+            changes,
+            "preset",
+            f"matches preset {name!r} ({q.library}): {_changes(changes)}",
+        )
     for k, values in axes.items():
         for v in values:
             if v != current.get(k):
-                add({k: v}, preset.name)
-    for name, p in PRESETS.items():
-        if name == preset.name or method in p.missing:
-            continue
-        try:
-            target = p.realized_by.get(method, method)
-            popts = {**_defaults(target), **p.options(method, **params), "seed": p.seed}
-        except ValueError:  # e.g. Captum's alpha-beta with other parameters
-            continue
-        changes = {k: v for k, v in popts.items() if current.get(k) != v}
-        if changes:
-            add(
-                changes,
-                name,
-                f"matches preset {name!r} ({p.library}): " + _changes(changes),
-                options=popts,
-            )
+                add(p, {**current, k: v}, {k: v}, "option")
     for (k1, v1s), (k2, v2s) in combinations(axes.items(), 2):
         for v1, v2 in product(v1s, v2s):
             if v1 != current.get(k1) and v2 != current.get(k2):
-                add({k1: v1, k2: v2}, preset.name)
+                add(p, {**current, k1: v1, k2: v2}, {k1: v1, k2: v2}, "option")
     return out
 
 
@@ -349,70 +402,18 @@ def _key(options: dict) -> tuple:
     return tuple(sorted((k, repr(v)) for k, v in options.items()))
 
 
-def _changes(changes: dict) -> str:
-    return ", ".join(
-        ("output seed " + repr(v)) if k == "seed" else f"{k}={v!r}" for k, v in changes.items()
-    )
-
-
-def _run(net, x, target, cand: Candidate) -> np.ndarray:
-    """The reference under a candidate's conventions (full rule options and seed, or a preset)."""
-    opts = dict(cand.options)
-    target = opts.pop("target", target)
-    if cand.method in RULES and "seed" in opts:
-        seed = opts.pop("seed")
-        p = get_preset(cand.preset)
-        rule = make_rule(p.realized_by.get(cand.method, cand.method), **opts)
-        return lrp(net, x, rule, target=target, seed=seed).R
-    return explain(net, x, cand.method, target=target, preset=cand.preset, **opts).R
-
-
-def diagnose(
-    net: Sequential,
-    x: np.ndarray,
-    R: np.ndarray,
-    method: str,
-    *,
-    target,
-    preset: str | Preset = "paper",
-    options: dict | None = None,
-    rtol: float,
-) -> tuple[list[Match], int]:
-    """Search the conventions for ones under which the reference equals ``R``.
-
-    Returns the matches (fewest changes first) and the number of configurations tried.
-    Uses the first :data:`DIAGNOSIS_SAMPLES` samples.
-    """
-    options = dict(options or {})
-    p = get_preset(preset)
-    n = min(len(x), DIAGNOSIS_SAMPLES)
-    x, R = x[:n], R[:n]
-    target = target if np.ndim(target) == 0 else np.asarray(target)[:n]
-    cands: list[Candidate] = []
-    if not (isinstance(target, str) and target == "predicted"):
-        cands.append(
-            Candidate(
-                "matches when the predicted class is explained instead of the given target",
-                method,
-                p.name,
-                {"target": "predicted", **options},
-                {"target": "predicted"},
-            )
-        )
-    if method in RULES:
-        cands += _rule_candidates(method, p, options)
-    elif method == "sensitivity":
-        for out in SENSITIVITY_OUTPUTS:
-            if out != options.get("output", p.sensitivity):
-                changes = {"output": out}
-                cands.append(
+def _method_candidates(method: str, p: Preset, options: dict) -> list[Candidate]:
+    """The other methods (and sensitivity outputs) under every preset."""
+    out = []
+    if method == "sensitivity":
+        current = options.get("output", p.sensitivity)
+        for value in SENSITIVITY_OUTPUTS:
+            if value != current:
+                changes = {"output": value}
+                names = [n for n, q in PRESETS.items() if q.sensitivity == value]
+                out.append(
                     Candidate(
-                        _describe(changes, _presets_with(method, changes)),
-                        method,
-                        p.name,
-                        {"output": out},
-                        changes,
-                        _presets_with(method, changes),
+                        _describe(changes, names), method, p, changes, changes, "option", names
                     )
                 )
     seen = set()
@@ -423,35 +424,111 @@ def diagnose(
             if other in q.missing or (other == "sensitivity" and q.sensitivity is None):
                 continue
             if other in RULES:
-                opts = {**q.options(other), "seed": q.seed}
+                opts = {**q.full_options(other), "seed": q.seed}
+                key = (_key(_effective(other, q, opts)), q.seed)
             else:
                 opts = {"output": q.sensitivity} if other == "sensitivity" else {}
-            key = (q.realized_by.get(other, other), _key(opts))
+                key = (other, _key(opts))
             if key in seen:
                 continue
             seen.add(key)
-            cands.append(
+            out.append(
                 Candidate(
                     f"matches method {other!r} under preset {name!r}",
                     other,
-                    name,
+                    q,
                     opts,
                     {"method": other, "preset": name},
+                    "method",
                 )
             )
-    matches = []
-    tried = 0
+    return out
+
+
+def _run(net, x, target, cand: Candidate) -> np.ndarray:
+    """The reference under a candidate's conventions."""
+    opts = dict(cand.options)
+    target = opts.pop("target", target)
+    if cand.method in RULES and "seed" in opts:
+        seed = opts.pop("seed")
+        rule = make_rule(cand.preset.realized_by.get(cand.method, cand.method), **opts)
+        return lrp(net, x, rule, target=target, seed=seed).R
+    return explain(net, x, cand.method, target=target, preset=cand.preset, **opts).R
+
+
+def _diagnosis_rows(ok: np.ndarray) -> np.ndarray:
+    """The failing samples (up to :data:`DIAGNOSIS_SAMPLES`): a convention that explains them
+    need not explain the others, which may have been computed differently."""
+    return np.flatnonzero(~ok)[:DIAGNOSIS_SAMPLES]
+
+
+def diagnose(
+    net: Sequential,
+    x: np.ndarray,
+    R: np.ndarray,
+    R_ref: np.ndarray,
+    method: str,
+    *,
+    target,
+    preset: Preset,
+    options: dict,
+    seed: str | None,
+    rtol: float,
+    allowance: np.ndarray,
+) -> tuple[list[Match], int]:
+    """Search the conventions for ones under which the reference equals ``R``.
+
+    ``x``, ``R``, ``R_ref``, ``target`` (if an array) and ``allowance`` are the samples to look
+    at (the failing ones first). Candidates that give the reference's own numbers there are
+    skipped. Returns the matches, best first (a whole preset, then the fewest changed options),
+    and the number of configurations tried.
+    """
+    cands: list[Candidate] = []
+    if not (isinstance(target, str) and target == "predicted"):
+        cands.append(
+            Candidate(
+                "matches when the predicted class is explained instead of the given target",
+                method,
+                preset,
+                {"target": "predicted", **options},
+                {"target": "predicted"},
+                "target",
+            )
+        )
+    if method in RULES:
+        cands += _rule_candidates(method, preset, _rule_options(options), seed)
+    cands += _method_candidates(method, preset, options)
+    matches, tried = [], 0
     for cand in cands:
         try:
             R_try = _run(net, x, target, cand)
         except ValueError:  # a convention that does not apply here (e.g. negative inputs)
             continue
         tried += 1
-        cmp = compare(R, R_try, rtol)
+        if compare(R_try, R_ref, rtol, allowance).abs_error.max() == 0:
+            continue  # the reference's own numbers: explains nothing
+        cmp = compare(R, R_try, rtol, allowance)
         if cmp.passed:
             matches.append(Match(cand, float(cmp.rel_error.max())))
-    matches.sort(key=lambda m: (len(m.candidate.changes), m.max_rel_error))
+    order = {"preset": 0, "target": 1, "option": 2, "method": 3}
+    matches.sort(key=lambda m: (order[m.candidate.kind], len(m.candidate.changes), m.max_rel_error))
     return matches, tried
+
+
+# --- verify -------------------------------------------------------------------------------------
+
+
+def _reference_net(net: Sequential) -> Sequential:
+    """``net`` in float64 (a copy if it is not): the reference is always computed in float64."""
+    return net if net.dtype == np.float64 else copy.deepcopy(net).astype(np.float64)
+
+
+def _check_rtol(rtol) -> float:
+    if isinstance(rtol, bool) or not isinstance(rtol, Real):
+        raise TypeError(f"rtol must be a number, got {type(rtol).__name__} {rtol!r}")
+    if not (np.isfinite(rtol) and rtol > 0):
+        raise ValueError(f"rtol must be a positive finite number, got {rtol}")
+    return float(rtol)
 
 
 def verify(
@@ -473,56 +550,102 @@ def verify(
     ----------
     net : Sequential
     x : ndarray (n, *input_shape)
-    R : ndarray, n x d values
+    R : ndarray of float32 or float64, n x d values
         The candidate relevances, any shape holding ``n * d`` values (reshaped per sample).
     method : str
         One of :data:`refimpl.explain.methods.METHODS`.
     target, preset, rules, options
         As for :func:`refimpl.explain.methods.explain`.
     rtol : float, optional
-        Per-sample relative tolerance; default by the candidate's dtype: 1e-10 for float64,
-        1e-5 for float32 (and float16).
+        Per-sample relative tolerance; default 1e-10 when both the candidate and the net are
+        float64, else 1e-5 (float32 on either side).
     diagnose_mismatch : bool
         On a mismatch, search the conventions for one that explains it.
+
+    Notes
+    -----
+    The reference is computed in float64 (on a float64 copy of a float32 net), and each sample's
+    tolerance is ``rtol * max |R_ref| + 32 S`` with ``S`` the spread of the result under rounding
+    in the less precise of the candidate's and the net's dtypes
+    (:func:`refimpl.explain.rounding.rounding_estimate`).
     """
-    x = net.check_input(x)
+    if not isinstance(net, Sequential):
+        raise TypeError(f"net must be a refimpl Sequential, got {type(net).__name__}")
     R = np.asarray(R)
-    if not (np.issubdtype(R.dtype, np.floating)):
-        raise TypeError(f"candidate relevances must be floating point, got dtype {R.dtype}")
+    if R.dtype not in DEFAULT_RTOL:
+        raise TypeError(
+            f"candidate relevances must be float32 or float64, got dtype {R.dtype}; cast them "
+            "and choose rtol for their precision"
+        )
+    x = net.check_input(x)
+    if len(x) == 0:
+        raise ValueError("x holds no samples: nothing to verify")
     if R.size != x.size:
         raise ValueError(
             f"candidate relevances have shape {R.shape} ({R.size} values); expected the input's "
             f"{x.shape} ({x.size} values)"
         )
     R = R.reshape(x.shape)
-    if rtol is None:
-        rtol = DEFAULT_RTOL.get(R.dtype, 1e-5)
-    if not (np.isfinite(rtol) and rtol > 0):
-        raise ValueError(f"rtol must be a positive finite number, got {rtol}")
+    rtol = (
+        max(DEFAULT_RTOL[R.dtype], DEFAULT_RTOL[net.dtype]) if rtol is None else _check_rtol(rtol)
+    )
     p = get_preset(preset)
-    ref = explain(net, x, method, target=target, rules=rules, preset=p, **options)
-    rule = p.rule(method, **options).describe() if method in RULES else None
-    seed = p.seed if (method in RULES or method == "lrp") else "logit"
-    cmp = compare(R, ref.R, rtol)
+    net64, x64 = _reference_net(net), x.astype(np.float64)
+    ref = explain(net64, x64, method, target=target, rules=rules, preset=p, **options)
+    c = ref.target
+    seed = options.get("seed", p.seed) if (method in RULES or method == "lrp") else None
+    # the precision the candidate was computed in: the lower of its own and the model's
+    low = np.float32 if np.dtype(np.float32) in (R.dtype, net.dtype) else np.float64
+
+    def compute(n_, x_):
+        t = target if c is None else c  # fixed classes: a perturbation must not flip them
+        return explain(n_, x_, method, target=t, rules=rules, preset=p, **options).R
+
+    S = rounding_estimate(compute, net64, x64, low)
+    allowance = ROUNDING_FACTOR * S
+    cmp = compare(R, ref.R, rtol, allowance)
     R64 = R.astype(np.float64).reshape(len(R), -1)
+    R_ref = ref.R.reshape(len(R), -1)
     report = Report(
         method=method,
         preset=p.name,
-        rule=rule,
+        rule=p.rule(method, **_rule_options(options)).describe() if method in RULES else None,
         seed=seed,
         rtol=rtol,
         f=ref.f,
-        target=ref.target,
+        target=c,
         sum_candidate=R64.sum(axis=1),
-        sum_reference=ref.R.reshape(len(R), -1).sum(axis=1),
+        sum_reference=R_ref.sum(axis=1),
+        reference_max=np.abs(R_ref).max(axis=1),
+        rounding=S,
         comparison=cmp,
         nonfinite=int((~np.isfinite(R64)).sum()),
     )
-    if not cmp.passed and diagnose_mismatch and rules is None:
-        t = ref.target if ref.target is not None else target
-        report.diagnosis, report.tried = diagnose(
-            net, x, R, method, target=t, preset=p, options=options, rtol=rtol
+    if cmp.passed or not diagnose_mismatch:
+        return report
+    if rules is not None or method == "taylor":
+        report.note = (
+            "the diagnosis covers single-rule LRP methods and the gradient methods; for a rule "
+            "map or Taylor, verify layer rules one at a time"
         )
-    elif not cmp.passed and diagnose_mismatch:
-        report.diagnosis, report.tried = [], 0
+        return report
+    rows = _diagnosis_rows(cmp.ok)
+    t = target if np.ndim(target) == 0 else np.asarray(target)[rows]
+    report.diagnosis, report.tried = diagnose(
+        net64,
+        x64[rows],
+        R[rows],
+        ref.R[rows],
+        method,
+        target=t,
+        preset=p,
+        options=options,
+        seed=seed,
+        rtol=rtol,
+        allowance=allowance[rows],
+    )
     return report
+
+
+def _rule_options(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k != "seed"}

@@ -187,6 +187,11 @@ def test_explain_with_a_preset_and_a_target_file(model_and_input, capsys):
     np.testing.assert_allclose(np.load(d / "R.npy").reshape(5, 16), expected, rtol=1e-13)
     assert main([*argv, "--method", "lrp-zb", "--preset", "captum"]) == 2
     assert "Captum 0.9.0 has no lrp-zb rule" in capsys.readouterr().err
+    assert main([*argv, "--method", "lrp-epsilon", "--output-seed", "onehot"]) == 0
+    expected = explain(net, x.reshape(5, 16), "lrp-epsilon", seed="onehot").R
+    np.testing.assert_allclose(np.load(d / "R.npy").reshape(5, 16), expected, rtol=1e-13)
+    assert main([*argv, "--method", "sensitivity", "--output-seed", "onehot"]) == 2
+    assert "does not apply to 'sensitivity'" in capsys.readouterr().err
 
 
 def test_heatmap_command(model_and_input, capsys):

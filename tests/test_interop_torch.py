@@ -31,18 +31,22 @@ RTOL = 1e-12
 def _torch_net(dtype=torch.float64, seed=0) -> nn.Sequential:
     """Every supported module, nested, with Identity and Dropout to drop."""
     torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(12, 8),
-        nn.ReLU(),
-        nn.Dropout(0.3),
-        nn.Sequential(nn.Linear(8, 7, bias=False), nn.LeakyReLU(0.2), nn.Identity()),
-        nn.Sequential(nn.Sequential(nn.Linear(7, 6), nn.Tanh())),
-        nn.Linear(6, 5),
-        nn.Sigmoid(),
-        nn.Linear(5, 4),
-        nn.LogSoftmax(dim=1),
-    ).to(dtype)
+    return (
+        nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(12, 8),
+            nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Sequential(nn.Linear(8, 7, bias=False), nn.LeakyReLU(0.2), nn.Identity()),
+            nn.Sequential(nn.Sequential(nn.Linear(7, 6), nn.Tanh())),
+            nn.Linear(6, 5),
+            nn.Sigmoid(),
+            nn.Linear(5, 4),
+            nn.LogSoftmax(dim=1),
+        )
+        .to(dtype)
+        .eval()
+    )
 
 
 def _assert_same_parameters(module: nn.Module, net: Sequential) -> None:
@@ -136,7 +140,7 @@ def test_unsupported_modules_are_refused_by_name(module, match):
 
 
 def test_input_shape_is_required_for_a_leading_flatten_and_checked():
-    module = nn.Sequential(nn.Dropout(), nn.Flatten(), nn.Linear(6, 2)).double()
+    module = nn.Sequential(nn.Dropout(), nn.Flatten(), nn.Linear(6, 2)).double().eval()
     with pytest.raises(ValueError, match="input_shape is required when the module starts with"):
         from_torch(module)
     with pytest.raises(ValueError, match="does not chain"):
@@ -164,3 +168,10 @@ def test_missing_torch_raises_import_error_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
     with pytest.raises(ImportError, match=r"pip install '\.\[torch\]'"):
         from_torch(object())
+
+
+def test_dropout_in_training_mode_is_refused():
+    module = nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5)).double()
+    with pytest.raises(ValueError, match=r"Dropout\(p=0.5\) in training mode.*module.eval\(\)"):
+        from_torch(module)
+    assert len(from_torch(module.eval()).layers) == 1

@@ -359,6 +359,13 @@ def test_alpha_beta_rejects_invalid_parameters(alpha, beta, message):
         AlphaBeta(alpha, beta)
 
 
+def test_alpha_beta_rejects_non_numbers():
+    with pytest.raises(TypeError, match="alpha must be a number, got str '2'"):
+        AlphaBeta("2", 1.0)
+    with pytest.raises(TypeError, match="beta must be a number, got bool"):
+        AlphaBeta(1.0, False)
+
+
 @given(beta=st.floats(0.0, 1e6))
 def test_alpha_beta_accepts_alpha_minus_beta_one_up_to_rounding(beta):
     assert 1.4 - 0.4 != 1.0  # Zennit's exact float equality rejects (1.4, 0.4)
@@ -757,6 +764,8 @@ def test_unknown_method_options_raise():
         taylor(net, x, root="nearest")
     with pytest.raises(ValueError, match="direction must be one of"):
         taylor(net, x, root="search", direction="up")
+    with pytest.raises(ValueError, match=r"root must have shape \(3,\) \(one point\)"):
+        taylor(net, x, root=np.zeros(4))
     with pytest.raises(ValueError, match="root contains 1 NaN"):
         taylor(net, x, root=np.array([[0.0, np.nan, 0.0]]))
     with pytest.raises(ValueError, match=r"reference must have shape \(3,\) \(one point\)"):

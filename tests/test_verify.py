@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -73,22 +74,40 @@ def test_a_peers_relevances_are_diagnosed_as_that_peer(case, peer, method, paper
 
 def test_a_single_option_is_named(case):
     net, x = case
-    R = explain(net, x, "lrp-alpha-beta", alpha=2.0, beta=1.0, inputs="split", bias="split").R
-    report = verify(net, x, R, "lrp-alpha-beta", alpha=2.0, beta=1.0, inputs="split")
-    assert report.diagnosis_message() == (
-        "the candidate matches with bias='split' (as in zennit, toolbox)"
-    )
-    assert report.to_dict()["diagnosis"]["matches"][0]["changes"] == {"bias": "split"}
+    ab = {"alpha": 2.0, "beta": 1.0}
+    R = explain(net, x, "lrp-alpha-beta", inputs="weights", **ab).R
+    report = verify(net, x, R, "lrp-alpha-beta", inputs="split", **ab)
+    # no library has alpha-beta (2, 1) with the weights-only split: the option alone is named
+    assert report.diagnosis_message() == "the candidate matches with inputs='weights'"
+    assert report.to_dict()["diagnosis"]["matches"][0]["changes"] == {"inputs": "weights"}
+
+
+def test_a_whole_preset_ranks_before_its_single_options(case):
+    net, x = case
+    ab = {"alpha": 2.0, "beta": 1.0, "inputs": "split"}
+    R = explain(net, x, "lrp-alpha-beta", bias="split", **ab).R
+    report = verify(net, x, R, "lrp-alpha-beta", **ab)
+    # the toolbox's alpha-beta is bias='split' with eps=1e-16: both describe these numbers
+    assert report.diagnosis_message().startswith("the candidate matches preset 'toolbox'")
+    texts = [m.candidate.description for m in report.diagnosis]
+    assert "matches with bias='split' (as in zennit, toolbox)" in texts
 
 
 def test_epsilon_and_seeding_are_named(case):
     net, x = case
     R = explain(net, x, "lrp-epsilon", eps=0.01).R
     assert "eps=0.01" in verify(net, x, R, "lrp-epsilon").diagnosis_message()
-    f = explain(net, x, "lrp-epsilon").f
-    R1 = explain(net, x, "lrp-epsilon").R / f[:, None]
-    msg = verify(net, x, R1, "lrp-epsilon").diagnosis_message()
-    assert msg.startswith("the candidate matches with the output seeded with 1 instead of f(x)")
+    R1 = explain(net, x, "lrp-epsilon", seed="onehot").R
+    report = verify(net, x, R1, "lrp-epsilon")
+    # Zennit's epsilon rule is the paper's (eps 1e-6), seeded with one-hot
+    assert report.diagnosis_message() == (
+        "the candidate matches preset 'zennit' (Zennit 0.5.1): output seed 'onehot'"
+    )
+    R1 = explain(net, x, "lrp-epsilon", eps=0.3, seed="onehot").R
+    report = verify(net, x, R1, "lrp-epsilon", eps=0.3)
+    assert report.diagnosis_message() == (
+        "the candidate matches with the output seeded with 1 instead of f(x) (as in zennit)"
+    )
 
 
 def test_sensitivity_output_and_the_target_are_named(case):
@@ -120,23 +139,123 @@ def test_nan_in_the_candidate_is_a_mismatch_that_is_counted(case):
     assert "1 NaN/inf value(s)" in report.text()
 
 
-def test_default_tolerance_follows_the_candidate_dtype(case):
+def test_default_tolerance_follows_the_less_precise_of_candidate_and_net(case):
     net, x = case
     R = explain(net, x, "lrp-epsilon").R
     assert verify(net, x, R.astype(np.float32), "lrp-epsilon").rtol == 1e-5
     assert verify(net, x, R, "lrp-epsilon").rtol == DEFAULT_RTOL[np.dtype(np.float64)] == 1e-10
-    # float32 rounding fails the float64 tolerance when asked for explicitly
-    assert not verify(
-        net, x, R.astype(np.float32), "lrp-epsilon", rtol=1e-10, diagnose_mismatch=False
-    ).passed
+    # rounding R to float32 is within the float32 rounding allowance even at rtol = 1e-10 ...
+    assert verify(net, x, R.astype(np.float32), "lrp-epsilon", rtol=1e-10).passed
+    # ... but an error of 1e-6 relative is not (128 u = 7.6e-6 of the rounding scale is allowed)
+    wrong = (R * (1 + 1e-4)).astype(np.float32)
+    assert not verify(net, x, wrong, "lrp-epsilon", rtol=1e-10, diagnose_mismatch=False).passed
+    # a float32 net: the reference is still computed in float64, the tolerance is float32's
+    net32 = copy.deepcopy(net).astype(np.float32)
+    R64 = explain(copy.deepcopy(net32).astype(np.float64), x, "lrp-epsilon").R
+    report = verify(net32, x, R64, "lrp-epsilon")
+    assert report.rtol == 1e-5 and report.passed
+    R32 = explain(net32, x.astype(np.float32), "lrp-epsilon").R
+    assert verify(net32, x, R32, "lrp-epsilon").passed
+
+
+def test_a_correct_float32_result_with_cancellation_is_not_called_a_mismatch():
+    # Captum's z+ keeps the full bias with weights-only clamping: denominators that cancel, so
+    # a correct float32 result is off by far more than 1e-5 max |R| on some samples
+    rng = np.random.default_rng(0)
+    net = mlp([784, 256, 128, 10], activation="relu", bias=True, rng=rng)
+    for layer in net.layers:
+        if "b" in layer.params:
+            layer.params["b"][:] = rng.normal(0, 0.5, layer.params["b"].shape)
+    x = rng.uniform(-1, 1, (20, 784))
+    R64 = explain(net, x, "lrp-zplus", preset="captum").R
+    net32 = copy.deepcopy(net).astype(np.float32)
+    R32 = explain(net32, x.astype(np.float32), "lrp-zplus", preset="captum").R
+    rel = np.abs(R32 - R64).max(axis=1) / np.abs(R64).max(axis=1)
+    assert rel.max() > 1e-5  # a plain 1e-5 relative test would call this correct result wrong
+    report = verify(net, x, R32, "lrp-zplus", preset="captum")
+    assert report.passed, report.text()
+    # and a wrong convention is still caught in float32 (Zennit's split inputs and bias)
+    wrong = explain(net32, x.astype(np.float32), "lrp-zplus", preset="zennit", seed="logit").R
+    report = verify(net, x, wrong, "lrp-zplus", preset="captum", diagnose_mismatch=False)
+    assert (~report.comparison.ok).sum() >= 15
+
+
+def test_the_diagnosis_looks_at_the_failing_samples(case):
+    rng = np.random.default_rng(9)
+    net = mlp([12, 8, 4], activation="relu", bias=True, rng=rng)
+    x = rng.uniform(-1, 1, (40, 12))
+    R = explain(net, x, "lrp-epsilon").R.copy()
+    R[35] = explain(net, x[35:36], "lrp-epsilon", eps=0.1).R[0]  # only sample 35 differs
+    report = verify(net, x, R, "lrp-epsilon")
+    assert report.comparison.ok.sum() == 39
+    assert report.diagnosis_message().startswith("the candidate matches with eps=0.1"), (
+        report.diagnosis_message()
+    )
+    R[35] *= 1.5
+    report = verify(net, x, R, "lrp-epsilon")
+    assert report.diagnosis == []  # nothing explains it; in particular not the target
+
+
+def test_the_toolbox_preset_is_tried_with_alpha_and_beta_given(case):
+    net, x = case
+    R = explain(net, x, "lrp-alpha-beta", preset="toolbox", alpha=2.0).R
+    report = verify(net, x, R, "lrp-alpha-beta", alpha=2.0, beta=1.0, inputs="split")
+    presets = [m.candidate.preset.name for m in report.diagnosis if m.candidate.kind == "preset"]
+    assert "toolbox" in presets
+
+
+def test_as_in_names_only_presets_that_have_the_rule_with_these_parameters(case):
+    net, x = case
+    R = explain(net, x, "lrp-alpha-beta", preset="innvestigate", alpha=2.0, beta=1.0).R
+    report = verify(net, x, R, "lrp-alpha-beta", alpha=2.0, beta=1.0, inputs="split")
+    assert report.diagnosis_message().startswith("the candidate matches preset 'innvestigate'")
+    for m in report.diagnosis:
+        assert "captum" not in m.candidate.presets  # Captum has no alpha-beta (2, 1)
+
+
+def test_a_custom_preset_object_is_diagnosed(case):
+    from dataclasses import replace
+
+    net, x = case
+    mine = replace(PRESETS["paper"], name="mine", library="my lab's conventions")
+    R = explain(net, x, "lrp-epsilon", eps=0.25).R
+    report = verify(net, x, R, "lrp-epsilon", preset=mine)
+    assert report.preset == "mine" and "eps=0.25" in report.diagnosis_message()
+
+
+def test_rule_maps_are_verified_but_not_diagnosed(case):
+    from refimpl.explain.lrp import RuleMap
+    from refimpl.explain.rules import ZB, Epsilon
+
+    net, x = case
+    rules = RuleMap(Epsilon(), first=ZB())
+    R = explain(net, x, "lrp", rules=rules).R
+    assert verify(net, x, R, "lrp", rules=rules).passed
+    report = verify(net, x, R * 2, "lrp", rules=rules)
+    assert not report.passed and report.diagnosis is None
+    assert "verify layer rules one at a time" in report.diagnosis_message()
+
+
+def test_json_has_no_nan_or_infinity(case):
+    net, x = case
+    R = explain(net, x, "lrp-0").R.copy()
+    R[:] = np.nan
+    text = json.dumps(verify(net, x, R, "lrp-0").to_dict(), allow_nan=False)
+    assert json.loads(text)["samples"][0]["max_abs_error"] is None
 
 
 def test_bad_candidates_raise(case):
     net, x = case
     with pytest.raises(ValueError, match=r"expected the input's \(6, 12\)"):
         verify(net, x, np.zeros((6, 11)), "lrp-0")
-    with pytest.raises(TypeError, match="floating point"):
-        verify(net, x, np.zeros((6, 12), dtype=int), "lrp-0")
+    with pytest.raises(TypeError, match="must be float32 or float64, got dtype int64"):
+        verify(net, x, np.zeros((6, 12), dtype=np.int64), "lrp-0")
+    with pytest.raises(TypeError, match="got dtype float16"):
+        verify(net, x, np.zeros((6, 12), dtype=np.float16), "lrp-0")
+    with pytest.raises(TypeError, match="rtol must be a number"):
+        verify(net, x, np.zeros((6, 12)), "lrp-0", rtol="1e-5")
+    with pytest.raises(ValueError, match="no samples"):
+        verify(net, x[:0], np.zeros((0, 12)), "lrp-0")
     with pytest.raises(ValueError, match="rtol must be a positive"):
         verify(net, x, np.zeros((6, 12)), "lrp-0", rtol=-1.0)
 
@@ -196,3 +315,22 @@ def test_cli_help():
     with pytest.raises(SystemExit) as exc:
         main(["verify", "--help"])
     assert exc.value.code == 0
+
+
+def test_cli_import_errors_exit_2_and_crashes_exit_3(files, capsys, monkeypatch):
+    import sys
+
+    d = files
+    np.save(d / "x5.npy", np.zeros((2, 5)))
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if the extra were not installed
+    argv = ["verify", str(d / "m.onnx"), str(d / "x.npy"), str(d / "zen.npy"), "--method", "lrp-0"]
+    assert main(argv) == 2
+    assert "[onnx]" in capsys.readouterr().err
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("refimpl.verify.explain", boom)
+    args = [str(d / "m.npz"), str(d / "x.npy"), str(d / "zen.npy"), "--method", "lrp-0"]
+    assert main(["verify", *args]) == 3
+    assert "internal error: RuntimeError: boom" in capsys.readouterr().err

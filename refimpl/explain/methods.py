@@ -22,6 +22,7 @@ def explain(
     target="predicted",
     rules: RuleMap | None = None,
     preset: str | Preset = "paper",
+    seed: str | None = None,
     **options,
 ) -> Explanation | TaylorResult:
     """Explain ``f_c(x)`` with ``method`` (one of ``METHODS``).
@@ -30,21 +31,25 @@ def explain(
     ``max_distance``; an LRP rule name (``lrp-epsilon``, ...) takes that rule's options and is
     applied to every dense layer; ``lrp`` takes a ``RuleMap`` as ``rules``. ``preset`` (see
     :mod:`refimpl.explain.presets`) supplies one library's rule options, output seeding and
-    sensitivity output; options given here win over it.
+    sensitivity output; options given here win over it. ``seed`` (``"logit"`` or ``"onehot"``)
+    overrides the preset's output seeding for LRP.
     """
     conv = get_preset(preset)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+    if seed is not None and method not in RULES and method != "lrp":
+        raise ValueError(f"seed (the output seeding of LRP) does not apply to {method!r}")
+    seed = conv.seed if seed is None else seed
     if method == "lrp":
         if rules is None:
             raise ValueError("method 'lrp' needs a rule map (rules=RuleMap(...) or --rules)")
         if options:
             raise ValueError(f"method 'lrp' takes its options per rule, got {sorted(options)}")
-        return lrp(net, x, rules, target=target, seed=conv.seed)
+        return lrp(net, x, rules, target=target, seed=seed)
     if rules is not None:
         raise ValueError(f"a rule map applies to method 'lrp' only, not {method!r}")
     if method in RULES:
-        return lrp(net, x, conv.rule(method, **options), target=target, seed=conv.seed)
+        return lrp(net, x, conv.rule(method, **options), target=target, seed=seed)
     if method == "sensitivity":
         if "output" not in options:
             options["output"] = conv.sensitivity_output()

@@ -1,4 +1,4 @@
-"""What is explained: the pre-softmax logit ``f(x)`` of a class, never the softmax (DESIGN 1)."""
+"""What is explained: the pre-softmax logit ``f(x)`` of a class, never the softmax (sec. 4)."""
 
 from __future__ import annotations
 

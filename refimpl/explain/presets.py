@@ -1,6 +1,7 @@
 """Named conventions: each preset bundles the rule options that reproduce one library's numbers.
 
-The paper's rules leave details open that the libraries settle differently (DESIGN.md sec. 2):
+The paper's rules leave details open that the libraries settle differently (README, section
+"Verifying other implementations"):
 the bias in the alpha-beta and z+ denominators, how negative inputs are split, the stabilizer
 and its default epsilon, the gamma variant, what sensitivity returns and how the output
 relevance is seeded. A :class:`Preset` names one library's choices, so that::
@@ -86,6 +87,8 @@ class Preset:
             raise ValueError(f"seed must be one of {SEEDS}, got {self.seed!r}")
         if self.alpha_beta not in ALPHA_BETA_FORMS:
             raise ValueError(f"alpha_beta must be one of {ALPHA_BETA_FORMS}")
+        for name in set(self.rules) - set(self.missing):
+            self.rule(name)  # a typo in an option fails here, not when the rule is first used
 
     def options(self, name: str, **overrides) -> dict:
         """The options of rule ``name`` under this preset, ``overrides`` winning."""
@@ -101,6 +104,12 @@ class Preset:
                     f"not beta={overrides['beta']!r}"
                 )
             if "alpha" in overrides:
+                if not overrides["alpha"] >= 1:
+                    raise ValueError(
+                        f"{self.library} accepts alpha={overrides['alpha']!r} (its beta = 1 - "
+                        "alpha > 0 then), which is outside the paper's beta = alpha - 1 >= 0: "
+                        "alpha must be >= 1"
+                    )
                 overrides["beta"] = overrides["alpha"] - 1.0
         for key, value in self.fixed.get(name, {}).items():
             if key in overrides and overrides[key] != value:
@@ -108,6 +117,12 @@ class Preset:
                     f"{self.library} fixes {key}={value!r} for {name}, got {key}={overrides[key]!r}"
                 )
         return {**self.rules.get(name, {}), **overrides}
+
+    def full_options(self, name: str, **overrides) -> dict:
+        """Every option of the rule class that realizes ``name``: its defaults, then the preset's
+        options, then ``overrides``."""
+        cls = RULES[self.realized_by.get(name, name)]
+        return {**{f.name: f.default for f in fields(cls)}, **self.options(name, **overrides)}
 
     def rule(self, name: str, **overrides) -> Rule:
         """Rule ``name`` as this library computes it on a dense layer."""
@@ -257,8 +272,8 @@ PRESETS: dict[str, Preset] = {
             seed="logit",
             alpha_beta="alpha-only",
             zero_denominator="LRP-0 adds 1e-16 sign(z); alpha-beta adds +1e-16 to the positive "
-            "and -2e-16 to the negative denominator, so an empty share is lost; w^2 and flat "
-            "divide plainly (NaN on an all-zero weight column)",
+            "and -2e-16 to the negative denominator, so an empty share is lost; w^2 divides "
+            "plainly (NaN on an all-zero weight column)",
             notes=(
                 "alphabeta takes alpha only and uses beta = 1 - alpha, added: the paper's rule "
                 "with beta = alpha - 1; alpha < 1 is accepted there and refused here",
@@ -270,6 +285,17 @@ PRESETS: dict[str, Preset] = {
         ),
     )
 }
+
+
+def effective_options(options: dict) -> dict:
+    """``options`` without those that have no effect: the stabilizer kind when there is no
+    epsilon, and ``inputs`` of the generalized gamma rule (which splits inputs by itself)."""
+    out = dict(options)
+    if "eps" in out and not out["eps"]:
+        out.pop("stabilizer_kind", None)
+    if out.get("variant") == "generalized":
+        out.pop("inputs", None)
+    return out
 
 
 def preset(name: str | Preset) -> Preset:
@@ -298,15 +324,12 @@ def _cell(p: Preset, name: str) -> str:
     if name in p.missing:
         return "n/a"
     target = p.realized_by.get(name, name)
-    opts = {**{f.name: f.default for f in fields(RULES[target])}, **p.options(name)}
+    opts = effective_options(p.full_options(name))
     shown = {k: opts[k] for k in _SHOWN if k in opts}
     if not shown.get("eps"):
         shown.pop("eps", None)
-        shown.pop("stabilizer_kind", None)
     if shown.get("stabilizer_kind") == "signed":
         del shown["stabilizer_kind"]
-    if shown.get("variant") == "generalized":
-        del shown["inputs"]  # the generalized gamma rule splits inputs by itself
     text = ", ".join(f"{k}={v!r}" for k, v in shown.items())
     if target != name:
         text = f"{target}({text})"

@@ -11,7 +11,8 @@ arithmetic once for all rules and books every bit of relevance that a bias, a st
 zero denominator absorbs. Contributions are never materialized as ``(n, J, K)`` arrays: a term's
 contributions are sums of products ``g_j h_jk`` of an input factor and a weight factor.
 
-Options follow the paper by default; DESIGN.md sec. 2 lists which values reproduce which peer.
+Options follow the paper by default; :mod:`refimpl.explain.presets` names the values that
+reproduce each peer (README, "Verifying other implementations").
 
 - ``bias``: ``"none"`` (no bias in the denominator: conservative), ``"split"`` (``b+`` in the
   positive and ``b-`` in the negative denominator), ``"full"`` (``b`` in every denominator).
@@ -25,6 +26,7 @@ Options follow the paper by default; DESIGN.md sec. 2 lists which values reprodu
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from numbers import Real
 
 import numpy as np
 
@@ -194,6 +196,8 @@ class AlphaBeta(Rule):
 
     def __post_init__(self):
         for label, value in (("alpha", self.alpha), ("beta", self.beta)):
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise TypeError(f"{label} must be a number, got {type(value).__name__} {value!r}")
             if not np.isfinite(value):
                 raise ValueError(f"{label} must be finite, got {value}")
         if self.beta < 0:

@@ -1,8 +1,8 @@
 """Denominator stabilizers for LRP rules: what ``epsilon`` does to a rule's denominator ``z_k``.
 
-The paper's epsilon rule writes ``z_k + eps sign(z_k)``; the libraries differ (DESIGN.md sec. 2),
-so the kind is an explicit option. Whatever a stabilizer adds to ``z_k`` absorbs relevance, and
-the relevance budget reports it.
+The paper's epsilon rule writes ``z_k + eps sign(z_k)``; the libraries differ (README,
+"Verifying other implementations"), so the kind is an explicit option. Whatever a stabilizer
+adds to ``z_k`` absorbs relevance, and the relevance budget reports it.
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def taylor(
             tol=tol,
         )
     else:
-        root_point = net.check_input(np.broadcast_to(root, x.shape), "root")
+        root_point = net.check_input(_broadcast(root, x.shape, "root"), "root")
     f, _ = class_gradient(net, x, c)
     R, f_root = taylor_relevance(net, x, root_point, c)
     return TaylorResult(R, root_point, f_root, f, c)

@@ -65,6 +65,11 @@ def _layer_from_torch(m, i: int, torch) -> Layer | None:
                 "Flatten(start_dim=1, end_dim=-1), which flattens each whole sample, converts"
             )
         return Flatten()
+    if isinstance(m, nn.Dropout) and m.training and m.p > 0:
+        raise ValueError(
+            f"module {i} is Dropout(p={m.p}) in training mode, which is random; call "
+            "module.eval() first (at inference Dropout is the identity)"
+        )
     if isinstance(m, (nn.Identity, nn.Dropout)):
         return None  # identity at inference (Dropout in eval mode)
     raise ValueError(
