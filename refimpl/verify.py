@@ -462,6 +462,13 @@ def _diagnosis_rows(ok: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~ok)[:DIAGNOSIS_SAMPLES]
 
 
+def _near(cmp: Comparison, factor: float = 1e3) -> bool:
+    """Within ``factor`` times the tolerance on every sample: worth a closer look."""
+    return bool(
+        np.all(cmp.finite & (cmp.abs_error <= factor * (cmp.rtol * cmp.scale + cmp.allowance)))
+    )
+
+
 def diagnose(
     net: Sequential,
     x: np.ndarray,
@@ -475,10 +482,13 @@ def diagnose(
     seed: str | None,
     rtol: float,
     allowance: np.ndarray,
+    dtype=np.float64,
 ) -> tuple[list[Match], int]:
     """Search the conventions for ones under which the reference equals ``R``.
 
-    ``x``, ``R``, ``R_ref``, ``target`` (if an array) and ``allowance`` are the samples to look
+    ``dtype`` is the precision the candidate was computed in (for the rounding estimate of a
+    near miss). ``x``, ``R``, ``R_ref``, ``target`` (if an array) and ``allowance`` are the
+    samples to look
     at (the failing ones first). Candidates that give the reference's own numbers there are
     skipped. Returns the matches, best first (a whole preset, then the fewest changed options),
     and the number of configurations tried.
@@ -508,6 +518,11 @@ def diagnose(
         if compare(R_try, R_ref, rtol, allowance).abs_error.max() == 0:
             continue  # the reference's own numbers: explains nothing
         cmp = compare(R, R_try, rtol, allowance)
+        if not cmp.passed and _near(cmp):
+            # the candidate's own conventions may be worse conditioned than the reference's:
+            # judge a near miss by the candidate's rounding estimate
+            S = rounding_estimate(lambda n_, x_, c=cand: _run(n_, x_, target, c), net, x, dtype)
+            cmp = compare(R, R_try, rtol, np.maximum(allowance, ROUNDING_FACTOR * S))
         if cmp.passed:
             matches.append(Match(cand, float(cmp.rel_error.max())))
     order = {"preset": 0, "target": 1, "option": 2, "method": 3}
@@ -643,6 +658,7 @@ def verify(
         seed=seed,
         rtol=rtol,
         allowance=allowance[rows],
+        dtype=low,
     )
     return report
 
