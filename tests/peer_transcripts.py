@@ -70,11 +70,14 @@ def innv_zplus(X, W, B, R):
 
 
 def innv_bounded(X, W, B, R, low=-1.0, high=1.0):
+    """BoundedRule: three bias-free layers (W, W+, W-), combined as ``A - (B + C)`` twice."""
     low, high = X * 0 + low, X * 0 + high
     Wp, Wn = W * (W > 0), W * (W < 0)
-    Zs = X @ W - low @ Wp - high @ Wn
+    A, Bz, C = X @ W, low @ Wp, high @ Wn
+    Zs = A - (Bz + C)
     tmp = innv_safe_divide(R, Zs)
-    return X * (tmp @ W.T) - low * (tmp @ Wp.T) - high * (tmp @ Wn.T)
+    tmpA, tmpB, tmpC = X * (tmp @ W.T), low * (tmp @ Wp.T), high * (tmp @ Wn.T)
+    return tmpA - (tmpB + tmpC)
 
 
 # --- LRP Toolbox (python/modules/linear.py) ------------------------------------------------------

@@ -10,7 +10,9 @@ alpha-beta denominator as ``Y - Zsp``, which cancels).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ from refimpl.explain.methods import explain
 from refimpl.explain.presets import PRESETS, Preset, preset, preset_table
 from refimpl.explain.rules import RULES, AlphaBeta
 from refimpl.layers import Dense
-from refimpl.network import mlp
+from refimpl.network import Sequential, mlp
 
 from . import peer_transcripts as pt
 from .nets import dense_relu_case
@@ -104,6 +106,288 @@ def test_innvestigate_zero_denominator_multiplies_by_1e7_as_in_issue_273():
     np.testing.assert_allclose(got, [[-1e7, 0.0]], rtol=1e-12)
     # the paper's rule (no bias) conserves: all of R_k goes to the positive contribution
     np.testing.assert_allclose(lrp(net, x, AlphaBeta(), R_out=R_out).R, [[-1.0, 0.0]])
+
+
+# --- zero denominators, by hand --------------------------------------------------------------
+#
+# Random data never gives an exact zero denominator, so the tests above cannot tell a library's
+# zero convention (iNNvestigate's safe_divide, the Toolbox's 1e-16, ...) from none. Here one dense
+# layer gets a hand-built zero denominator and a given output relevance R_out, and every number
+# is worked out by hand from the library's formula (the comments). refimpl drops a share whose
+# denominator is 0 and books it as `dropped`; what a stabilizer adds to it is booked as
+# `stabilizer`. Zennit's and Captum's numbers are checked against the real libraries in
+# tests/test_peers_torch.py (test_zero_denominator_by_hand_matches_the_real_peer).
+
+INF, NAN = np.inf, np.nan
+
+# name: (W, b, x, R_out), one dense layer
+ZERO_NETS = {
+    # z = 1 * 1 + 1 * (-1) + 0 = 0
+    "z0": ([[1.0], [-1.0]], [0.0], [[1.0, 1.0]], [[1.0]]),
+    # contributions a w = [-1, -1]: the positive part is empty, z+ = 0; z- = -2
+    "empty-pos": ([[-1.0], [-1.0]], [0.0], [[1.0, 1.0]], [[1.0]]),
+    # contributions [1, 1]: z+ = 2; the negative part is empty, z- = 0
+    "empty-neg": ([[1.0], [1.0]], [0.0], [[1.0, 1.0]], [[1.0]]),
+    # contributions [1, -1], b = 1: z+ = 1, z- = -1, and z- + b = 0 (iNNvestigate's full bias)
+    "bias-cancels-neg": ([[1.0], [-1.0]], [1.0], [[1.0, 1.0]], [[1.0]]),
+    # w^2: column 0 is all zero, sum_j w_j0^2 = 0; column 1 has w^2 = [1, 4], sum 5
+    "zero-column": ([[0.0, 1.0], [0.0, 2.0]], [0.0, 0.0], [[1.0, 1.0]], [[3.0, 5.0]]),
+    # z^B on the box [-1, 1]: x = low where w > 0 and x = high where w < 0, so
+    # q = (x - l) w+ + (x - h) w- = [0 * 1, 0 * (-1)] = [0, 0] and sum_j q_j = 0
+    "box-corner": ([[1.0], [-1.0]], [0.0], [[-1.0, 1.0]], [[1.0]]),
+}
+
+
+class ZeroCase(NamedTuple):
+    preset: str
+    method: str
+    options: dict
+    net: str  # key of ZERO_NETS
+    R: list  # refimpl under the preset
+    dropped: float = 0.0  # budget: the share dropped at the zero denominator
+    stabilizer: float = 0.0  # budget: what the preset's stabilizer absorbed
+    library: list | None = None  # the library's own number, where it is not R (inf, NaN)
+    transcript: Callable | None = None  # tests/peer_transcripts.py, (X, W, B, R)
+
+
+def _innv_ab(alpha, beta):
+    return lambda X, W, B, R: pt.innv_alpha_beta(X, W, B, R, alpha, beta)
+
+
+def _tb_ab(alpha):
+    return lambda X, W, B, R: pt.tb_alphabeta(X, W, B, R, alpha)
+
+
+A2B1 = {"alpha": 2.0, "beta": 1.0}
+Z = ZeroCase
+ZERO_CASES = [
+    # LRP-0 on z = 0: R_j = a_j w_j R / z.
+    # paper, zennit, captum: refimpl drops R = 1. Zennit's Epsilon(0) and Captum's
+    # EpsilonRule(0) divide: a w (1 / 0) = [1 * inf, 1 * (-inf)] = [inf, -inf].
+    Z("paper", "lrp-0", {}, "z0", [0.0, 0.0], dropped=1.0),
+    Z("zennit", "lrp-0", {}, "z0", [0.0, 0.0], dropped=1.0, library=[INF, -INF]),
+    Z("captum", "lrp-0", {}, "z0", [0.0, 0.0], dropped=1.0, library=[INF, -INF]),
+    # iNNvestigate safe_divide: 1 / (0 + 1e-7) = 1e7, R = a w 1e7 = [1e7, -1e7]; the 1e-7 takes
+    # s * 1e-7 = 1e7 * 1e-7 = 1
+    Z("innvestigate", "lrp-0", {}, "z0", [1e7, -1e7], stabilizer=1.0, transcript=pt.innv_z),
+    # Toolbox simple: Zs = 0 + 1e-16 sign(0) = 1e-16 (sign(0) = +1), R = a w 1e16
+    Z("toolbox", "lrp-0", {}, "z0", [1e16, -1e16], stabilizer=1.0, transcript=pt.tb_simple),
+    # epsilon on z = 0: d = 0 + eps sign(0) = +eps, R = a w / eps = [1/eps, -1/eps], and the
+    # stabilizer takes (1/eps) eps = 1. eps: paper 1e-6, zennit 1e-6, captum 1e-9,
+    # innvestigate 1e-7, toolbox 0.01 (its demo's value)
+    Z("paper", "lrp-epsilon", {}, "z0", [1e6, -1e6], stabilizer=1.0),
+    Z("zennit", "lrp-epsilon", {}, "z0", [1e6, -1e6], stabilizer=1.0),
+    Z("captum", "lrp-epsilon", {}, "z0", [1e9, -1e9], stabilizer=1.0),
+    Z(
+        "innvestigate",
+        "lrp-epsilon",
+        {},
+        "z0",
+        [1e7, -1e7],
+        stabilizer=1.0,
+        transcript=pt.innv_epsilon,
+    ),
+    Z(
+        "toolbox",
+        "lrp-epsilon",
+        {},
+        "z0",
+        [100.0, -100.0],
+        stabilizer=1.0,
+        transcript=lambda X, W, B, R: pt.tb_epsilon(X, W, B, R, 0.01),
+    ),
+    # z+ with an empty positive part (contributions [-1, -1], b = 0): every numerator a w+ is 0,
+    # so R = [0, 0] whatever the convention; only where R = 1 goes differs. paper: z+ = 0,
+    # dropped 1. zennit 1e-6, captum 1e-9 (z+ = a W+ + b = 0), innvestigate safe_divide 1e-7,
+    # toolbox Zsp = 0 + 0 + 1e-16: d = eps, s = 1/eps, the stabilizer takes s eps = 1
+    Z("paper", "lrp-zplus", {}, "empty-pos", [0.0, 0.0], dropped=1.0),
+    Z("zennit", "lrp-zplus", {}, "empty-pos", [0.0, 0.0], stabilizer=1.0),
+    Z("captum", "lrp-zplus", {}, "empty-pos", [0.0, 0.0], stabilizer=1.0),
+    Z(
+        "innvestigate",
+        "lrp-zplus",
+        {},
+        "empty-pos",
+        [0.0, 0.0],
+        stabilizer=1.0,
+        transcript=pt.innv_zplus,
+    ),
+    Z("toolbox", "lrp-zplus", {}, "empty-pos", [0.0, 0.0], stabilizer=1.0, transcript=_tb_ab(1.0)),
+    # Captum's only alpha-beta, Alpha1_Beta0, is its z+: the same numbers
+    Z("captum", "lrp-alpha-beta", {}, "empty-pos", [0.0, 0.0], stabilizer=1.0),
+    # alpha = 2, beta = 1, empty positive part: the positive share alpha R = 2 has numerators 0;
+    # negative: z- = -2, s = -beta R / z- = -1 / -2 = 0.5, R = a w- s = [-0.5, -0.5].
+    # paper: z+ = 0, dropped 2.
+    # zennit: z+ + 1e-6 takes 2; z- - 1e-6 = -2.000001, s = 1 / 2.000001, R = -s per input,
+    # stabilizer 2 + s (-1e-6).
+    # innvestigate: safe_divide 0 -> 1e-7 takes 2; z- = -2 + b = -2 unchanged.
+    # toolbox: Zsp = 0 + 0 + 1e-16 takes 2; Zsn = Y - Zsp - 1e-16 = -2 - 2e-16, which is -2.0 in
+    # float64 (half an ulp of 2 is 2.2e-16), so R = [-0.5, -0.5]; refimpl's -2 - 1e-16 = -2.0
+    # takes 0.5 * (-1e-16), below the 1e-12 tolerance
+    Z("paper", "lrp-alpha-beta", A2B1, "empty-pos", [-0.5, -0.5], dropped=2.0),
+    Z(
+        "zennit",
+        "lrp-alpha-beta",
+        {},
+        "empty-pos",
+        [-1 / 2.000001, -1 / 2.000001],
+        stabilizer=2.0 - 1e-6 / 2.000001,
+    ),
+    Z(
+        "innvestigate",
+        "lrp-alpha-beta",
+        A2B1,
+        "empty-pos",
+        [-0.5, -0.5],
+        stabilizer=2.0,
+        transcript=_innv_ab(2.0, 1.0),
+    ),
+    Z(
+        "toolbox",
+        "lrp-alpha-beta",
+        {},
+        "empty-pos",
+        [-0.5, -0.5],
+        stabilizer=2.0,
+        transcript=_tb_ab(2.0),
+    ),
+    # alpha = 2, beta = 1, empty negative part: z+ = 2, s = alpha R / 2 = 1, R = a w+ s = [1, 1];
+    # the negative share -beta R = -1 has numerators 0.
+    # paper: z- = 0, dropped -1.
+    # zennit: z+ + 1e-6, s = 2 / 2.000001 per input; z- = 0 -> +1e-6 (sign(0) = +1),
+    # s = -1 / 1e-6, stabilizer -1 + (2 / 2.000001) 1e-6.
+    # innvestigate: z- = 0 -> 1e-7 takes -1.
+    # toolbox: Zsp = 2 + 1e-16 = 2.0 in float64, R = [1, 1]; Zsn = 2 - 2 - 1e-16 = -1e-16 and
+    # Zn = 0, so the beta term is 0 (refimpl's +1e-16 takes -1 as well)
+    Z("paper", "lrp-alpha-beta", A2B1, "empty-neg", [1.0, 1.0], dropped=-1.0),
+    Z(
+        "zennit",
+        "lrp-alpha-beta",
+        {},
+        "empty-neg",
+        [2 / 2.000001, 2 / 2.000001],
+        stabilizer=-1.0 + 2e-6 / 2.000001,
+    ),
+    Z(
+        "innvestigate",
+        "lrp-alpha-beta",
+        A2B1,
+        "empty-neg",
+        [1.0, 1.0],
+        stabilizer=-1.0,
+        transcript=_innv_ab(2.0, 1.0),
+    ),
+    Z(
+        "toolbox",
+        "lrp-alpha-beta",
+        {},
+        "empty-neg",
+        [1.0, 1.0],
+        stabilizer=-1.0,
+        transcript=_tb_ab(2.0),
+    ),
+    # iNNvestigate's full bias b = 1 in the negative denominator: z- + b = -1 + 1 = 0 ->
+    # safe_divide 1e-7, s = -beta R / 1e-7 = -1e7, R += a w- s = [0, (-1)(-1e7)] = [0, 1e7];
+    # positive: z+ + b = 1 + 1 = 2, s = alpha R / 2 = 1, R += a w+ s = [1, 0]; so [1, 1e7], and
+    # the stabilizer takes s 1e-7 = -1 (albermax/innvestigate#273 is the positive side)
+    Z(
+        "innvestigate",
+        "lrp-alpha-beta",
+        A2B1,
+        "bias-cancels-neg",
+        [1.0, 1e7],
+        stabilizer=-1.0,
+        transcript=_innv_ab(2.0, 1.0),
+    ),
+    # w^2 with an all-zero weight column (R_out = [3, 5]): column 1 gives [1, 4] / 5 * 5 = [1, 4]
+    # everywhere; column 0 has numerators 0 and denominator 0.
+    # paper: dropped 3. zennit: b^2 = 0, d = 0 + 1e-6 takes 3; column 1: 5 / (5 + 1e-6) [1, 4],
+    # the 1e-6 takes 5e-6 / 5.000001. innvestigate: safe_divide 3 / 1e-7 = 3e7 times w^2 = 0,
+    # the 1e-7 takes 3. toolbox: Z / Zs = 0 / 0 = NaN in every input (it sums over the columns);
+    # refimpl cannot give NaN, so it drops the 3: a documented difference
+    Z("paper", "lrp-w2", {}, "zero-column", [1.0, 4.0], dropped=3.0),
+    Z(
+        "zennit",
+        "lrp-w2",
+        {},
+        "zero-column",
+        [5 / 5.000001, 20 / 5.000001],
+        stabilizer=3.0 + 5e-6 / 5.000001,
+    ),
+    Z(
+        "innvestigate",
+        "lrp-w2",
+        {},
+        "zero-column",
+        [1.0, 4.0],
+        stabilizer=3.0,
+        transcript=pt.innv_wsquare,
+    ),
+    Z(
+        "toolbox",
+        "lrp-w2",
+        {},
+        "zero-column",
+        [1.0, 4.0],
+        dropped=3.0,
+        library=[NAN, NAN],
+        transcript=pt.tb_ww,
+    ),
+    # z^B with the input on the box corner: every q_j = 0, so R = [0, 0]; paper: dropped 1;
+    # zennit: d = 0 + 1e-6 takes 1; innvestigate: A - (B + C) = -2 - (-1 + -1) = 0 ->
+    # safe_divide 1e-7 takes 1
+    Z("paper", "lrp-zb", {}, "box-corner", [0.0, 0.0], dropped=1.0),
+    Z("zennit", "lrp-zb", {}, "box-corner", [0.0, 0.0], stabilizer=1.0),
+    Z(
+        "innvestigate",
+        "lrp-zb",
+        {},
+        "box-corner",
+        [0.0, 0.0],
+        stabilizer=1.0,
+        transcript=pt.innv_bounded,
+    ),
+    # Zennit's generalized gamma on z = 0: the unit is neither positive nor negative, so neither
+    # branch serves it: R = [0, 0], and refimpl books R = 1 as dropped
+    Z("zennit", "lrp-gamma", {}, "z0", [0.0, 0.0], dropped=1.0),
+]
+
+
+def zero_case_net(name):
+    """``(net, x, R_out)`` of ``ZERO_NETS[name]``: one dense layer, float64."""
+    W, b, x, R_out = (np.array(v, dtype=np.float64) for v in ZERO_NETS[name])
+    return Sequential([Dense(W, b)]), x, R_out
+
+
+@pytest.mark.parametrize(
+    "case", ZERO_CASES, ids=[f"{c.preset}-{c.method}-{c.net}" for c in ZERO_CASES]
+)
+def test_zero_denominator_by_hand(case):
+    net, x, R_out = zero_case_net(case.net)
+    e = lrp(net, x, preset(case.preset).rule(case.method, **case.options), R_out=R_out)
+    np.testing.assert_allclose(e.R, [case.R], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(e.budget.dropped, [case.dropped], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(e.budget.stabilizer, [case.stabilizer], rtol=1e-12, atol=1e-12)
+    if case.transcript is not None:  # the same numbers from the library's own arithmetic
+        layer = net.layers[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            got = case.transcript(x, layer.W, layer.b, R_out)
+        library = case.R if case.library is None else case.library
+        np.testing.assert_allclose(got, [library], rtol=1e-12, atol=0)  # NaN, inf: in place
+
+
+def test_toolbox_w2_divides_zero_by_zero_where_refimpl_drops_the_share():
+    # a documented difference (the preset's zero_denominator): one all-zero weight column makes
+    # the Toolbox's ww rule NaN in every input; refimpl gives the other column's [1, 4] and
+    # books the lost column's R = 3 as dropped
+    net, x, R_out = zero_case_net("zero-column")
+    layer = net.layers[0]
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(pt.tb_ww(x, layer.W, layer.b, R_out)).all()
+    e = lrp(net, x, preset("toolbox").rule("lrp-w2"), R_out=R_out)
+    np.testing.assert_array_equal(e.R, [[1.0, 4.0]])
+    np.testing.assert_array_equal(e.budget.dropped, R_out[:, 0])
+    assert "NaN" in preset("toolbox").zero_denominator
 
 
 # --- the presets' own behaviour -----------------------------------------------------------------
