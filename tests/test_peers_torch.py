@@ -17,6 +17,8 @@ that cancels is only known to about ``1e-7 F`` in float32).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -27,6 +29,7 @@ from refimpl.explain.methods import explain
 from refimpl.explain.presets import preset
 from refimpl.layers import Dense
 from refimpl.network import Sequential, mlp
+from refimpl.verify import verify
 
 from .extras import import_extra
 from .nets import dense_relu_case
@@ -37,53 +40,25 @@ torch = import_extra("torch", "torch")
 zennit = import_extra("zennit", "torch")
 captum = import_extra("captum", "torch")
 
-from captum.attr import LRP  # noqa: E402
 from captum.attr._utils import lrp_rules as captum_rules  # noqa: E402
 from zennit import rules as zrules  # noqa: E402
-from zennit.attribution import Gradient  # noqa: E402
-from zennit.core import Composite  # noqa: E402
 
-from refimpl.interop.torch import to_torch  # noqa: E402
+from refimpl.interop import peers  # noqa: E402
+from refimpl.interop.peers import captum_relevance, zennit_relevance  # noqa: E402
+
+# refimpl method -> zero-argument factory of the peer's rule (refimpl/interop/peers.py)
+ZENNIT_RULES = {m: (lambda m=m: peers.zennit_rule(m)) for m in peers.ZENNIT_RULES}
+CAPTUM_RULES = {m: (lambda m=m: peers.captum_rule(m)) for m in peers.CAPTUM_RULES}
+
+
+def captum_seeded_with_one(net, x, target, rule_for_linear):
+    return captum_relevance(net, x, target, rule_for_linear, seeded_with_one=True)
+
 
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
 
 
 # --- Zennit -------------------------------------------------------------------------------------
-
-
-def zennit_relevance(net, x, target, rule_for_linear, first=None, R_out=None):
-    """Zennit's relevance with ``rule_for_linear()`` on every Linear (``first()`` on the first),
-    seeded with one-hot of ``target`` (or with ``R_out``)."""
-    model = to_torch(net)
-    linears = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-
-    def module_map(ctx, name, module):
-        if isinstance(module, torch.nn.Linear):
-            return first() if (first is not None and name == linears[0]) else rule_for_linear()
-        if isinstance(module, torch.nn.ReLU):
-            return zrules.Pass()
-        return None
-
-    xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
-    n_out = net.output_shape[0]
-    if R_out is None:
-        seed = torch.eye(n_out, dtype=xt.dtype)[torch.from_numpy(target)]
-    else:
-        seed = torch.from_numpy(np.asarray(R_out, dtype=x.dtype))
-    with Gradient(model=model, composite=Composite(module_map=module_map)) as attributor:
-        _, R = attributor(xt, seed)
-    return R.detach().numpy()
-
-
-ZENNIT_RULES = {
-    "lrp-0": lambda: zrules.Epsilon(epsilon=0.0),
-    "lrp-epsilon": lambda: zrules.Epsilon(),
-    "lrp-zplus": lambda: zrules.ZPlus(),
-    "lrp-alpha-beta": lambda: zrules.AlphaBeta(alpha=2.0, beta=1.0),
-    "lrp-gamma": lambda: zrules.Gamma(gamma=0.25),
-    "lrp-w2": lambda: zrules.WSquare(),
-    "lrp-flat": lambda: zrules.Flat(),
-}
 
 
 def zero_denominator_samples(net, x) -> np.ndarray:
@@ -181,40 +156,6 @@ def test_zennit_rule_float32(method, case):
 
 
 # --- Captum -------------------------------------------------------------------------------------
-
-
-def captum_relevance(net, x, target, rule_for_linear):
-    """Captum's ``LRP.attribute`` with ``rule_for_linear()`` set on every Linear layer."""
-    model = to_torch(net)
-    for m in model.modules():
-        if isinstance(m, torch.nn.Linear):
-            m.rule = rule_for_linear()
-    xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
-    R = LRP(model).attribute(xt, target=torch.from_numpy(target))
-    return R.detach().numpy()
-
-
-def captum_seeded_with_one(net, x, target, rule_for_linear):
-    """``LRP.attribute`` and Captum's own pass seeded with 1 at the target, before ``attribute``
-    multiplies it by f(x): the first Linear rule's ``relevance_input`` (its input relevance)."""
-    model = to_torch(net)
-    rules = []
-    for m in model.modules():
-        if isinstance(m, torch.nn.Linear):
-            m.rule = rule_for_linear()
-            rules.append(m.rule)
-    xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
-    R = LRP(model).attribute(xt, target=torch.from_numpy(target))
-    return R.detach().numpy(), rules[0].relevance_input[xt.device].numpy()
-
-
-CAPTUM_RULES = {
-    "lrp-0": lambda: captum_rules.EpsilonRule(epsilon=0.0),
-    "lrp-epsilon": lambda: captum_rules.EpsilonRule(),
-    "lrp-gamma": lambda: captum_rules.GammaRule(),
-    "lrp-zplus": lambda: captum_rules.Alpha1_Beta0_Rule(),
-    "lrp-alpha-beta": lambda: captum_rules.Alpha1_Beta0_Rule(),
-}
 
 
 @pytest.mark.parametrize("method", sorted(CAPTUM_RULES))
@@ -396,8 +337,6 @@ def test_zennit_gamma_zero_params_still_branches_on_the_biased_output():
 
 
 def test_verify_accepts_zennit_under_its_preset_and_names_it_under_the_paper():
-    from refimpl.verify import verify
-
     net, x, target = big_bias_net()
     R_z = zennit_relevance(net, x, target, lambda: zrules.AlphaBeta(alpha=2.0, beta=1.0))
     assert verify(net, x, R_z, "lrp-alpha-beta", preset="zennit", target=target).passed
@@ -408,3 +347,28 @@ def test_verify_accepts_zennit_under_its_preset_and_names_it_under_the_paper():
     report = verify(net, x, R_c, "lrp-epsilon", target=target)
     expected = "the candidate matches preset 'captum' (Captum 0.9.0): eps=1e-09"
     assert report.diagnosis_message() == expected
+
+
+def test_verify_passes_real_float32_peers_on_a_wide_net():
+    # Captum's z+ (weights-only clamp, full bias) cancels in float32 on wide layers: the real
+    # library is off by far more than 1e-5 max |R|, and verify must still call it correct
+    rng = np.random.default_rng(0)
+    net = mlp([784, 256, 128, 10], activation="relu", bias=True, rng=rng)
+    for layer in net.layers:
+        if isinstance(layer, Dense):
+            layer.params["b"][:] = rng.normal(0, 0.5, layer.b.shape)
+    net32 = copy.deepcopy(net).astype(np.float32)
+    x = rng.uniform(-1, 1, (20, 784)).astype(np.float32)
+    target = rng.integers(0, 10, 20)
+    R_c = captum_relevance(net32, x, target, CAPTUM_RULES["lrp-zplus"])
+    net64 = copy.deepcopy(net32).astype(np.float64)  # the float32 weights, exactly
+    exact = explain(net64, x.astype(np.float64), "lrp-zplus", preset="captum", target=target).R
+    rel = np.abs(R_c - exact).max(axis=1) / np.abs(exact).max(axis=1)
+    assert rel.max() > 1e-5
+    assert verify(net32, x, R_c, "lrp-zplus", preset="captum", target=target).passed
+    R_z = zennit_relevance(net32, x, target, ZENNIT_RULES["lrp-alpha-beta"])
+    assert verify(net32, x, R_z, "lrp-alpha-beta", preset="zennit", target=target).passed
+    # the other library's numbers are not accepted
+    assert not verify(
+        net32, x, R_c, "lrp-zplus", preset="zennit", target=target, diagnose_mismatch=False
+    ).passed
