@@ -2,17 +2,18 @@
 
 refimpl with a peer's preset (refimpl/explain/presets.py) must give that peer's relevances on
 random dense ReLU nets and inputs. Zennit's built-in composites put ZPlus/AlphaBeta/ZBox on
-convolutions only, so every Linear layer gets its rule explicitly here, and ReLU gets Zennit's
-``Pass`` rule (as its composites do). Captum's rules are set as ``module.rule``.
+convolutions only, so every Linear layer gets its rule explicitly, and ReLU gets Zennit's ``Pass``
+rule (as its composites do); Captum's rules are set as ``module.rule``
+(refimpl/interop/peers.py).
 
 Zero denominators cannot come from random data reliably, so hand-built ones (tests/test_presets.py,
 ``ZERO_NETS``/``ZERO_CASES``) pin the exact numbers of each peer; LRP-0 (``epsilon=0``) on random
 nets is compared on the samples without an exact zero denominator.
 
-Tolerance (tests/tolerance.py): per sample, ``max |R - R_ref| <= RTOL * scale`` with
-``RTOL = 1e-10`` in float64 (``scale = max |R_ref|``) and ``1e-5`` in float32, where both sides
-compute in float32 and ``scale = max(max |R_ref|, F)`` with ``F`` the rounding scale (a result
-that cancels is only known to about ``1e-7 F`` in float32).
+Tolerance (tests/tolerance.py): per sample, ``max |R - R_ref| <= RTOL max |R_ref|`` with
+``RTOL = 1e-10`` in float64, and in float32 (both sides compute in float32) ``RTOL = 1e-5`` plus
+``128 u F`` with ``F`` the rounding scale of the slow twin (a result that cancels is only known to
+about ``u F``).
 """
 
 from __future__ import annotations
