@@ -472,3 +472,31 @@ def test_readme_table_is_the_generated_one():
     assert match.group(1).strip() == preset_table().strip(), (
         "README preset table is stale; regenerate with: python -m refimpl.explain.presets"
     )
+
+
+@pytest.mark.parametrize(
+    "name, transcript",
+    [
+        ("innvestigate", lambda X, W, B, R: pt.innv_alpha_beta(X, W, B, R, 1.0, 0.0)),
+        ("toolbox", lambda X, W, B, R: pt.tb_alphabeta(X, W, B, R, 1.0)),
+    ],
+)
+def test_paper_alpha_beta_conserves_where_innvestigate_and_the_toolbox_absorb(name, transcript):
+    # a small net with large positive biases: the bias terms in the peers' denominators take
+    # a large part of the relevance; the paper's rule (no bias, eq. 4.10-4.13) conserves
+    rng = np.random.default_rng(7)
+    net = mlp([4, 3, 2], activation="relu", bias=True, rng=rng)
+    net.layers[0].params["b"][:] = [2.0, 1.5, 3.0]
+    net.layers[2].params["b"][:] = [1.0, -0.5]
+    x = np.abs(rng.normal(0, 1, (3, 4)))
+    target = np.zeros(3, dtype=np.int64)
+    paper = explain(net, x, "lrp-alpha-beta", target=target)
+    np.testing.assert_allclose(paper.R.sum(axis=1), paper.f, rtol=1e-12)
+    R_peer = pt.transcribed_lrp(net, x, target, transcript)
+    lost = 1 - R_peer.sum(axis=1) / paper.f
+    assert np.all(lost > 0.3), lost
+    ours = explain(net, x, "lrp-alpha-beta", preset=name, alpha=1.0, target=target)
+    assert_close(ours.R, R_peer, RTOL)
+    # the budget under the peer's preset books the loss: biases (and stabilizers) took it
+    absorbed = ours.budget.bias + ours.budget.stabilizer + ours.budget.dropped
+    np.testing.assert_allclose(absorbed, paper.f - R_peer.sum(axis=1), rtol=1e-9)
