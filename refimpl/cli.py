@@ -344,6 +344,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .atomic import atomic_write
     from .explain.methods import GRADIENT_METHODS, explain
     from .explain.output import check_explainable
+    from .explain.presets import preset
     from .explain.rules import RULES
 
     net = _load_net(args.model)
@@ -362,6 +363,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         print(rules.table(net))
     elif args.method in RULES:
         print(f"rule on every dense layer: {result.budget.layers[0][1]}")
+    if result.budget is not None and options.get("seed", preset(args.preset).seed) == "onehot":
+        print("output seeded with 1 (one-hot), not f(x): each sample's sum R is relative to 1")
     for i in range(min(len(f_x), 10)):
         print(f"  sample {i}: f(x) = {f_x[i]:.6g}, sum R = {R_sum[i]:.6g}")
     if hasattr(result, "residual"):
@@ -583,12 +586,15 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verify",
         help="check another implementation's relevances against the reference",
-        description="Compute the reference relevances for MODEL and INPUT with --method and "
-        "compare CANDIDATE with them, per sample: max |R - R_ref| <= rtol x max |R_ref|. Prints "
-        "the errors, the candidate's conservation (sum R against f(x)) and a verdict; on a "
-        "mismatch it tries every preset, every single rule option and pairs of them, the output "
-        "seeding and the other methods, and names the convention that explains the difference. "
-        "Exit status: 0 match, 1 mismatch, 2 usage error, 3 internal error.",
+        description="Compute the reference relevances (in float64) for MODEL and INPUT with "
+        "--method and compare CANDIDATE with them, per sample: max |R - R_ref| <= rtol x "
+        "max |R_ref| + 32 S, S the measured spread of the result under rounding in the "
+        "candidate's (or the model's, if lower) precision; errors systematically above S are a "
+        "mismatch too. Prints the errors, the candidate's conservation (sum R against f(x)) and "
+        "a verdict; on a mismatch it tries every preset, every single rule option and pairs of "
+        "them, the output seeding, the target and the other methods, and names the convention "
+        "that explains the difference. Exit status: 0 match, 1 mismatch, 2 usage error, 3 "
+        "internal error.",
         epilog="example: refimpl verify classifier.npz digits.npy zennit_R.npy "
         "--method lrp-alpha-beta --alpha 2 --beta 1 --target labels.npy",
     )
@@ -607,8 +613,8 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rtol",
         type=float,
-        help="per-sample relative tolerance (default by the candidate's dtype: 1e-10 for "
-        "float64, 1e-5 for float32)",
+        help="per-sample relative tolerance (default 1e-10 when both the candidate and the "
+        "model are float64, else 1e-5); the rounding allowance comes on top",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
@@ -619,8 +625,6 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    import json
-
     from .explain.output import check_explainable
     from .verify import verify
 
@@ -641,11 +645,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         diagnose_mismatch=not args.no_diagnosis,
         **options,
     )
+    args.exit_code = 0 if report.passed else 1  # also when the output pipe closes early
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
         print(report.text())
-    return 0 if report.passed else 1
+    return args.exit_code
 
 
 def _add_conformance(sub: argparse._SubParsersAction) -> None:
@@ -706,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
         sys.stderr.close()
-        return 0
+        return getattr(args, "exit_code", 0)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         print(f"refimpl {args.command}: error: {exc}", file=sys.stderr)
         return 2

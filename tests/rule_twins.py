@@ -11,7 +11,7 @@ redistributes ``R`` (n, K) onto the inputs ``a`` (n, J) with :func:`redistribute
 
 This deliberately avoids refimpl's ``Term``/``propagate_dense`` machinery: contributions are
 materialized, nothing is factorized, and every option is a plain ``if`` on the formula of the rule
-docstrings in ``refimpl/explain/rules.py`` (DESIGN.md sec. 1-2).
+docstrings in ``refimpl/explain/rules.py``.
 
 Every twin returns a :class:`TwinResult`: the input relevance ``R`` first, then where the rest of
 ``R`` went (``bias``, ``stabilizer``, ``dropped``, each per sample) and error scales used by the

@@ -188,6 +188,7 @@ def test_explain_with_a_preset_and_a_target_file(model_and_input, capsys):
     assert main([*argv, "--method", "lrp-zb", "--preset", "captum"]) == 2
     assert "Captum 0.9.0 has no lrp-zb rule" in capsys.readouterr().err
     assert main([*argv, "--method", "lrp-epsilon", "--output-seed", "onehot"]) == 0
+    assert "output seeded with 1 (one-hot)" in capsys.readouterr().out
     expected = explain(net, x.reshape(5, 16), "lrp-epsilon", seed="onehot").R
     np.testing.assert_allclose(np.load(d / "R.npy").reshape(5, 16), expected, rtol=1e-13)
     assert main([*argv, "--method", "sensitivity", "--output-seed", "onehot"]) == 2

@@ -435,7 +435,7 @@ def test_briefly_trained_grbm_prefers_held_out_digits_on_real_mnist():
 
 @pytest.mark.slow
 def test_design_recipe_grbm_prefers_held_out_digits_on_real_mnist():
-    # DESIGN.md sec. 3: 500 hidden, CD-5, lr 1e-3, momentum 0.5 -> 0.9, weight decay 1e-4,
+    # the recipe: 500 hidden, CD-5, lr 1e-3, momentum 0.5 -> 0.9, weight decay 1e-4,
     # sigma 0.5; 10 epochs of 8,000 digits take about 45 s on one core
     before, after = _train_on_mnist_and_compare(500, epochs=10, batch_size=100, k=5)
     _check_density(before, after, min_learned_margin=500)  # measured: 746 nats

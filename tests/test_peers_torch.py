@@ -373,3 +373,21 @@ def test_verify_passes_real_float32_peers_on_a_wide_net():
     assert not verify(
         net32, x, R_c, "lrp-zplus", preset="zennit", target=target, diagnose_mismatch=False
     ).passed
+
+
+def test_the_peer_drivers_take_any_target_form_and_cast_the_inputs():
+    net = mlp([5, 4, 3], activation="relu", bias=True, rng=3)
+    x = np.random.default_rng(4).uniform(-1, 1, (4, 5))
+    pred = net(x).argmax(axis=1)
+    ref = zennit_relevance(net, x, pred, ZENNIT_RULES["lrp-epsilon"])
+    for target in ("predicted", pred.tolist()):
+        np.testing.assert_array_equal(
+            zennit_relevance(net, x, target, ZENNIT_RULES["lrp-epsilon"]), ref
+        )
+    eps = ZENNIT_RULES["lrp-epsilon"]
+    one = zennit_relevance(net, x, 2, eps)
+    np.testing.assert_array_equal(one, zennit_relevance(net, x, [2] * 4, eps))
+    net32 = copy.deepcopy(net).astype(np.float32)
+    assert captum_relevance(net32, x, 1, CAPTUM_RULES["lrp-epsilon"]).dtype == np.float32
+    with pytest.raises(ValueError, match="Captum has no counterpart of 'lrp-w2'"):
+        peers.captum_rule("lrp-w2")

@@ -146,7 +146,7 @@ def test_default_tolerance_follows_the_less_precise_of_candidate_and_net(case):
     assert verify(net, x, R, "lrp-epsilon").rtol == DEFAULT_RTOL[np.dtype(np.float64)] == 1e-10
     # rounding R to float32 is within the float32 rounding allowance even at rtol = 1e-10 ...
     assert verify(net, x, R.astype(np.float32), "lrp-epsilon", rtol=1e-10).passed
-    # ... but an error of 1e-6 relative is not (128 u = 7.6e-6 of the rounding scale is allowed)
+    # ... but an error of 1e-4 relative is not (32 measured rounding spreads are allowed)
     wrong = (R * (1 + 1e-4)).astype(np.float32)
     assert not verify(net, x, wrong, "lrp-epsilon", rtol=1e-10, diagnose_mismatch=False).passed
     # a float32 net: the reference is still computed in float64, the tolerance is float32's
@@ -334,3 +334,76 @@ def test_cli_import_errors_exit_2_and_crashes_exit_3(files, capsys, monkeypatch)
     args = [str(d / "m.npz"), str(d / "x.npy"), str(d / "zen.npy"), "--method", "lrp-0"]
     assert main(["verify", *args]) == 3
     assert "internal error: RuntimeError: boom" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """784-512-256-10 with small biases, inputs in [-1, 1], random targets (float32 copies)."""
+    rng = np.random.default_rng(7)
+    net = mlp([784, 512, 256, 10], rng=rng)
+    for layer in net.layers:
+        if "b" in layer.params:
+            layer.params["b"][:] = rng.normal(0, 0.1, layer.params["b"].shape)
+    x = rng.uniform(-1, 1, (40, 784))
+    y = rng.integers(0, 10, 40)
+    return copy.deepcopy(net).astype(np.float32), x.astype(np.float32), y
+
+
+def test_the_rounding_check_catches_a_wrong_epsilon_hidden_in_float32_rounding(wide):
+    net32, x32, y = wide
+    for method in ("lrp-zplus", "lrp-gamma"):
+        good = explain(net32, x32, method, preset="captum", target=y).R
+        report = verify(net32, x32, good, method, preset="captum", target=y)
+        assert report.passed and not report.comparison.systematic, report.text()
+        # Zennit's eps 1e-6 instead of Captum's 1e-9: every sample alone may be within 32 S
+        wrong = explain(net32, x32, method, preset="captum", eps=1e-6, target=y).R
+        report = verify(net32, x32, wrong, method, preset="captum", target=y)
+        assert report.comparison.systematic and not report.passed, report.text()
+        assert report.comparison.rounding_ratio > 3
+        assert "rounding check" in report.text()
+        assert "eps=1e-06" in report.diagnosis_message()
+
+
+def test_a_near_miss_is_judged_by_the_candidates_own_rounding(wide, monkeypatch):
+    import refimpl.verify as v
+
+    net32, x32, y = wide
+    calls = []
+    real = v.rounding_estimate
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(v, "rounding_estimate", counting)
+    R = explain(net32, x32, "lrp-gamma", preset="captum", target=y).R
+    report = verify(net32, x32, R, "lrp-gamma", inputs="weights", target=y)
+    assert report.diagnosis_message().startswith("the candidate matches preset 'captum'")
+    assert len(calls) > 1  # the reference's estimate, then at least one near miss re-judged
+
+
+def test_the_reference_presets_parameters_carry_over(case):
+    net, x = case
+    R = explain(net, x, "lrp-alpha-beta", preset="innvestigate", alpha=2.0, beta=1.0).R
+    for name in ("zennit", "toolbox"):  # their alpha-beta defaults to (2, 1)
+        report = verify(net, x, R, "lrp-alpha-beta", preset=name)
+        assert report.diagnosis_message().startswith("the candidate matches preset 'innvestigate'")
+        for m in report.diagnosis:
+            assert "captum" not in m.candidate.presets
+
+
+def test_a_closed_output_pipe_keeps_the_mismatch_exit_code(tmp_path):
+    import subprocess
+    import sys
+
+    net = mlp([4, 3, 2], rng=0)
+    save_model(tmp_path / "m.npz", net)
+    x = np.random.default_rng(0).uniform(-1, 1, (3000, 4))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "bad.npy", np.ones((3000, 4)))
+    argv = [sys.executable, "-m", "refimpl.cli", "verify", str(tmp_path / "m.npz")]
+    argv += [str(tmp_path / "x.npy"), str(tmp_path / "bad.npy"), "--method", "lrp-0"]
+    proc = subprocess.Popen([*argv, "--json", "--no-diagnosis"], stdout=subprocess.PIPE)
+    proc.stdout.read(100)
+    proc.stdout.close()  # like `| head -c 100`: the JSON (about 1 MB) no longer fits
+    assert proc.wait(timeout=120) == 1

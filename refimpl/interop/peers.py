@@ -41,21 +41,39 @@ def zennit_rule(method: str):
     """A fresh Zennit rule for refimpl ``method`` (``ZENNIT_RULES``), with Zennit's defaults."""
     from zennit import rules
 
-    return ZENNIT_RULES[method](rules)
+    return _lookup(ZENNIT_RULES, method, "Zennit")(rules)
 
 
 def captum_rule(method: str):
     """A fresh Captum rule for refimpl ``method`` (``CAPTUM_RULES``), with Captum's defaults."""
     from captum.attr._utils import lrp_rules
 
-    return CAPTUM_RULES[method](lrp_rules)
+    return _lookup(CAPTUM_RULES, method, "Captum")(lrp_rules)
+
+
+def _lookup(table: dict, method: str, library: str) -> Callable:
+    if method not in table:
+        raise ValueError(f"{library} has no counterpart of {method!r} here; it has {sorted(table)}")
+    return table[method]
+
+
+def _inputs(net: Sequential, x, target, torch):
+    """``x`` as a tensor of the net's dtype, and one class index per sample."""
+    x = np.ascontiguousarray(np.asarray(x, dtype=net.dtype))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    if target is None:
+        return xt, None
+    if isinstance(target, str) and target == "predicted":
+        target = net(x).argmax(axis=1)
+    return xt, np.array(np.broadcast_to(np.asarray(target, dtype=np.int64), (len(x),)))
 
 
 def zennit_relevance(
     net: Sequential, x: np.ndarray, target, rule_for_linear: Callable, first=None, R_out=None
 ) -> np.ndarray:
     """Zennit's relevance with ``rule_for_linear()`` on every Linear (``first()`` on the first),
-    ``Pass`` on ReLU, seeded with one-hot of ``target`` (or with ``R_out``)."""
+    ``Pass`` on ReLU, seeded with one-hot of ``target`` (``"predicted"``, one class index, or one
+    per sample) or with ``R_out``. ``x`` is cast to the net's dtype."""
     torch = import_torch()
     from zennit.attribution import Gradient
     from zennit.core import Composite
@@ -71,12 +89,11 @@ def zennit_relevance(
             return Pass()
         return None  # the Sequential container itself: no rule, or the result is wrong
 
-    xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
+    xt, target = _inputs(net, x, target, torch)
     if R_out is None:
-        n_out = net.output_shape[0]
-        seed = torch.eye(n_out, dtype=xt.dtype)[torch.from_numpy(np.asarray(target))]
+        seed = torch.eye(net.output_shape[0], dtype=xt.dtype)[torch.from_numpy(target)]
     else:
-        seed = torch.from_numpy(np.asarray(R_out, dtype=x.dtype))
+        seed = torch.from_numpy(np.asarray(R_out, dtype=net.dtype))
     with Gradient(model=model, composite=Composite(module_map=module_map)) as attributor:
         _, R = attributor(xt, seed)
     return R.detach().numpy()
@@ -85,7 +102,8 @@ def zennit_relevance(
 def captum_relevance(
     net: Sequential, x: np.ndarray, target, rule_for_linear: Callable, *, seeded_with_one=False
 ):
-    """Captum's ``LRP.attribute`` with ``rule_for_linear()`` set on every Linear layer.
+    """Captum's ``LRP.attribute`` with ``rule_for_linear()`` set on every Linear layer
+    (``target`` and ``x`` as for :func:`zennit_relevance`).
 
     With ``seeded_with_one`` also return Captum's own pass seeded with 1 at the target, before
     ``attribute`` multiplies it by ``f(x)`` (the first Linear rule's ``relevance_input``).
@@ -99,8 +117,8 @@ def captum_relevance(
         if isinstance(m, torch.nn.Linear):
             m.rule = rule_for_linear()
             rules.append(m.rule)
-    xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
-    R = LRP(model).attribute(xt, target=torch.from_numpy(np.asarray(target))).detach().numpy()
+    xt, target = _inputs(net, x, target, torch)
+    R = LRP(model).attribute(xt, target=torch.from_numpy(target)).detach().numpy()
     if seeded_with_one:
         return R, rules[0].relevance_input[xt.device].numpy()
     return R
