@@ -53,12 +53,27 @@ def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
     return dt
 
 
+def _as_real(value, name: str) -> float:
+    """``value`` as float if it is a real scalar (not a bool or a string), else ``TypeError``."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value) != 0:
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}") from exc
+
+
+def check_finite(value, name: str) -> float:
+    """Return ``value`` as float if it is a finite real number, else raise."""
+    v = _as_real(value, name)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
 def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
     """Return ``value`` as float if it is finite and > 0 (or >= 0), else raise ``ValueError``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {value!r}") from exc
+    v = _as_real(value, name)
     ok = np.isfinite(v) and (v >= 0 if allow_zero else v > 0)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"

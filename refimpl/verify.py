@@ -21,10 +21,10 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from itertools import combinations, product
-from numbers import Real
 
 import numpy as np
 
+from ._checks import check_positive
 from ._table import format_table
 from .explain.gradient import SENSITIVITY_OUTPUTS
 from .explain.lrp import RuleMap, lrp
@@ -623,14 +623,6 @@ def _reference_net(net: Sequential) -> Sequential:
     return net if net.dtype == np.float64 else copy.deepcopy(net).astype(np.float64)
 
 
-def _check_rtol(rtol) -> float:
-    if isinstance(rtol, bool) or not isinstance(rtol, Real):
-        raise TypeError(f"rtol must be a number, got {type(rtol).__name__} {rtol!r}")
-    if not (np.isfinite(rtol) and rtol > 0):
-        raise ValueError(f"rtol must be a positive finite number, got {rtol}")
-    return float(rtol)
-
-
 def verify(
     net: Sequential,
     x,
@@ -686,9 +678,9 @@ def verify(
             f"{x.shape} ({x.size} values)"
         )
     R = R.reshape(x.shape)
-    rtol = (
-        max(DEFAULT_RTOL[R.dtype], DEFAULT_RTOL[net.dtype]) if rtol is None else _check_rtol(rtol)
-    )
+    if rtol is None:
+        rtol = max(DEFAULT_RTOL[R.dtype], DEFAULT_RTOL[net.dtype])
+    rtol = check_positive(rtol, "rtol")
     p = get_preset(preset)
     net64, x64 = _reference_net(net), x.astype(np.float64)
     ref = explain(net64, x64, method, target=target, rules=rules, preset=p, **options)

@@ -256,7 +256,7 @@ def test_bad_candidates_raise(case):
         verify(net, x, np.zeros((6, 12)), "lrp-0", rtol="1e-5")
     with pytest.raises(ValueError, match="no samples"):
         verify(net, x[:0], np.zeros((0, 12)), "lrp-0")
-    with pytest.raises(ValueError, match="rtol must be a positive"):
+    with pytest.raises(ValueError, match="rtol must be finite and > 0"):
         verify(net, x, np.zeros((6, 12)), "lrp-0", rtol=-1.0)
 
 

@@ -26,11 +26,10 @@ reproduce each peer (README, "Verifying other implementations").
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from numbers import Real
 
 import numpy as np
 
-from .._checks import as_float_array, check_positive
+from .._checks import as_float_array, check_finite, check_positive
 from .stabilizer import Stabilizer
 
 BIAS_OPTIONS = ("none", "split", "full")
@@ -195,11 +194,8 @@ class AlphaBeta(Rule):
     name = "lrp-alpha-beta"
 
     def __post_init__(self):
-        for label, value in (("alpha", self.alpha), ("beta", self.beta)):
-            if isinstance(value, bool) or not isinstance(value, Real):
-                raise TypeError(f"{label} must be a number, got {type(value).__name__} {value!r}")
-            if not np.isfinite(value):
-                raise ValueError(f"{label} must be finite, got {value}")
+        check_finite(self.alpha, "alpha")
+        check_finite(self.beta, "beta")
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0 (eq. 4.10-4.13), got beta={self.beta}")
         if abs(self.alpha - self.beta - 1) > ALPHA_BETA_TOL * max(1.0, abs(self.alpha)):
