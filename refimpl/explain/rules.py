@@ -97,6 +97,10 @@ class Rule:
         eps = getattr(self, "eps", 0.0)
         return Stabilizer(eps, getattr(self, "stabilizer_kind", "signed")) if eps else None
 
+    def _check_stabilizer(self) -> None:
+        """Raise now, at construction, if ``eps`` or ``stabilizer_kind`` is invalid."""
+        self.stabilizer  # noqa: B018 - building the Stabilizer validates its options
+
     @property
     def conservative(self) -> bool:
         """True if, with non-zero denominators, the rule conserves relevance exactly."""
@@ -148,7 +152,7 @@ class Epsilon(Rule):
 
     def __post_init__(self):
         check_positive(self.eps, "eps")
-        Stabilizer(self.eps, self.stabilizer_kind)
+        self._check_stabilizer()
         _check_choice(self.bias, "bias", ("none", "full"))
 
     def terms(self, a, W, b):
@@ -205,8 +209,7 @@ class AlphaBeta(Rule):
             )
         _check_choice(self.bias, "bias", BIAS_OPTIONS)
         _check_choice(self.inputs, "inputs", INPUT_OPTIONS)
-        if self.eps:
-            Stabilizer(self.eps, self.stabilizer_kind)
+        self._check_stabilizer()
 
     def terms(self, a, W, b):
         (pp, bp), neg = _signed_terms(a, W, b, self.bias, self.inputs, self.name, self.beta != 0)
@@ -236,8 +239,7 @@ class ZPlus(Rule):
     def __post_init__(self):
         _check_choice(self.bias, "bias", BIAS_OPTIONS)
         _check_choice(self.inputs, "inputs", INPUT_OPTIONS)
-        if self.eps:
-            Stabilizer(self.eps, self.stabilizer_kind)
+        self._check_stabilizer()
 
     def terms(self, a, W, b):
         (pp, bp), _ = _signed_terms(a, W, b, self.bias, self.inputs, self.name, False)
@@ -271,8 +273,7 @@ class ZB(Rule):
             raise ValueError("low and high must be scalars or 1-d per-feature arrays")
         if np.any(low > high):
             raise ValueError("low must be <= high for every feature")
-        if self.eps:
-            Stabilizer(self.eps, self.stabilizer_kind)
+        self._check_stabilizer()
 
     def bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``low`` and ``high`` broadcast to ``(1, J)``; raise if ``x`` leaves the box."""
@@ -324,8 +325,7 @@ class WSquare(Rule):
 
     def __post_init__(self):
         _check_choice(self.bias, "bias", ("none", "squared"))
-        if self.eps:
-            Stabilizer(self.eps, self.stabilizer_kind)
+        self._check_stabilizer()
 
     def terms(self, a, W, b):
         ones = np.ones((1, W.shape[0]), dtype=W.dtype)
@@ -346,8 +346,7 @@ class Flat(Rule):
     name = "lrp-flat"
 
     def __post_init__(self):
-        if self.eps:
-            Stabilizer(self.eps, self.stabilizer_kind)
+        self._check_stabilizer()
 
     def terms(self, a, W, b):
         return [Term(((np.ones((1, W.shape[0]), W.dtype), np.ones_like(W)),))]
@@ -387,8 +386,7 @@ class Gamma(Rule):
         _check_choice(self.variant, "variant", ("original", "generalized"))
         _check_choice(self.bias, "bias", ("none", "full", "raw"))
         _check_choice(self.inputs, "inputs", ("nonnegative", "weights"))
-        if self.eps:
-            Stabilizer(self.eps, self.stabilizer_kind)
+        self._check_stabilizer()
 
     def _bias(self, b, clamp):
         if b is None or self.bias == "none":
