@@ -46,7 +46,7 @@ from .explain.presets import PRESETS, Preset
 from .explain.rules import RULES, Rule
 from .layers import Dense, ReLU
 from .modelfile import save_model
-from .network import Sequential
+from .network import Sequential, mlp
 from .verify import compare as verify_compare
 
 FORMAT = "refimpl-conformance"
@@ -114,16 +114,13 @@ class _Entry:
 
 
 def _random_net(sizes: list[int], seed: int, bias: bool) -> Sequential:
-    """A dense ReLU net, He-scaled normal weights and small normal biases, from ``seed``."""
+    """A dense ReLU net (:func:`refimpl.network.mlp`, He init) with small normal biases."""
     rng = np.random.default_rng(seed)
-    layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        W = rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in, n_out))
-        b = rng.normal(0.0, 0.3, n_out) if bias else None
-        layers.append(Dense(W, b))
-        if i < len(sizes) - 2:
-            layers.append(ReLU())
-    return Sequential(layers)
+    net = mlp(sizes, bias=bias, rng=rng)
+    for layer in net.layers:
+        if isinstance(layer, Dense) and layer.b is not None:
+            layer.params["b"][:] = rng.normal(0.0, 0.3, layer.b.shape)
+    return net
 
 
 def _mixed_targets(logits: np.ndarray) -> np.ndarray:
