@@ -25,9 +25,7 @@ def random_mlp(draw, *, max_depth: int = 4, max_width: int = 32, bias=None, acti
     extra = {"slope": slope} if activation == "leaky_relu" else {}
     net = mlp(sizes, activation=activation, bias=use_bias, rng=seed, **extra)
     rng = np.random.default_rng(seed + 1)
-    for layer in net.layers:  # non-zero biases, so bias gradients are exercised
-        if "b" in layer.params:
-            layer.params["b"][:] = rng.normal(0, 0.5, layer.params["b"].shape)
+    randomize_biases(net, rng)  # non-zero biases, so bias gradients are exercised
     x = rng.normal(0, 1, (n, sizes[0]))
     return net, x, rng
 
@@ -43,9 +41,7 @@ def dense_relu_case(draw, dtype=np.float64):
     n = draw(st.integers(1, 5))
     net = mlp(sizes, activation="relu", bias=bias, rng=seed)
     rng = np.random.default_rng(seed + 1)
-    for layer in net.layers:
-        if isinstance(layer, Dense) and layer.b is not None:
-            layer.params["b"][:] = rng.normal(0, 0.5, layer.b.shape)
+    randomize_biases(net, rng)
     x = rng.uniform(-1, 1, (n, sizes[0]))
     x[rng.random(x.shape) < 0.1] = 0.0  # exact zeros: sign(0) conventions matter
     target = rng.integers(0, sizes[-1], n)
@@ -64,3 +60,14 @@ def min_abs_preactivation(net, x) -> float:
 
 
 SMOOTH = (Tanh, Sigmoid)
+
+
+def randomize_biases(net, rng: np.random.Generator, sd: float = 0.5):
+    """Draw every dense layer's bias from ``N(0, sd^2)`` with ``rng`` (in place); return ``net``.
+
+    ``mlp`` starts biases at zero; non-zero ones exercise the bias conventions of every rule.
+    """
+    for layer in net.layers:
+        if isinstance(layer, Dense) and layer.b is not None:
+            layer.params["b"][:] = rng.normal(0, sd, layer.b.shape)
+    return net

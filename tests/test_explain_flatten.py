@@ -20,7 +20,7 @@ from refimpl.explain.taylor import taylor
 from refimpl.layers import Dense, Flatten, ReLU
 from refimpl.network import Sequential, mlp
 
-from .nets import ACTIVATION_NAMES
+from .nets import ACTIVATION_NAMES, randomize_biases
 
 RULES = {
     "lrp-0": LRP0(),
@@ -54,9 +54,7 @@ def flatten_cases(draw):
         [int(np.prod(shape)), *widths], activation=activation, bias=draw(st.booleans()), rng=seed
     )
     rng = np.random.default_rng(seed + 1)
-    for layer in net.layers:
-        if isinstance(layer, Dense) and layer.b is not None:
-            layer.params["b"][:] = rng.normal(0, 0.5, layer.b.shape)
+    randomize_biases(net, rng)
     x = rng.normal(0, 1, (draw(st.integers(1, 4)), *shape))
     return net, shape, x
 

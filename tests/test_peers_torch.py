@@ -33,7 +33,7 @@ from refimpl.network import Sequential, mlp
 from refimpl.verify import verify
 
 from .extras import import_extra
-from .nets import dense_relu_case
+from .nets import dense_relu_case, randomize_biases
 from .test_presets import ZERO_CASES, zero_case_net
 from .tolerance import assert_close, rounding_scale
 
@@ -355,9 +355,7 @@ def test_verify_passes_real_float32_peers_on_a_wide_net():
     # library is off by far more than 1e-5 max |R|, and verify must still call it correct
     rng = np.random.default_rng(0)
     net = mlp([784, 256, 128, 10], activation="relu", bias=True, rng=rng)
-    for layer in net.layers:
-        if isinstance(layer, Dense):
-            layer.params["b"][:] = rng.normal(0, 0.5, layer.b.shape)
+    randomize_biases(net, rng)
     net32 = copy.deepcopy(net).astype(np.float32)
     x = rng.uniform(-1, 1, (20, 784)).astype(np.float32)
     target = rng.integers(0, 10, 20)

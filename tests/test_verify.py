@@ -15,15 +15,15 @@ from refimpl.modelfile import save_model
 from refimpl.network import mlp
 from refimpl.verify import DEFAULT_RTOL, compare, verify
 
+from .nets import randomize_biases
+
 
 @pytest.fixture(scope="module")
 def case():
     """A 12-8-6-4 ReLU net with biases and inputs in [-1, 1] (6 samples)."""
     rng = np.random.default_rng(3)
     net = mlp([12, 8, 6, 4], activation="relu", bias=True, rng=rng)
-    for layer in net.layers:
-        if "b" in layer.params:
-            layer.params["b"][:] = rng.normal(0, 0.5, layer.params["b"].shape)
+    randomize_biases(net, rng)
     x = rng.uniform(-1, 1, (6, 12))
     return net, x
 
@@ -163,9 +163,7 @@ def test_a_correct_float32_result_with_cancellation_is_not_called_a_mismatch():
     # a correct float32 result is off by far more than 1e-5 max |R| on some samples
     rng = np.random.default_rng(0)
     net = mlp([784, 256, 128, 10], activation="relu", bias=True, rng=rng)
-    for layer in net.layers:
-        if "b" in layer.params:
-            layer.params["b"][:] = rng.normal(0, 0.5, layer.params["b"].shape)
+    randomize_biases(net, rng)
     x = rng.uniform(-1, 1, (20, 784))
     R64 = explain(net, x, "lrp-zplus", preset="captum").R
     net32 = copy.deepcopy(net).astype(np.float32)
@@ -341,9 +339,7 @@ def wide():
     """784-512-256-10 with small biases, inputs in [-1, 1], random targets (float32 copies)."""
     rng = np.random.default_rng(7)
     net = mlp([784, 512, 256, 10], rng=rng)
-    for layer in net.layers:
-        if "b" in layer.params:
-            layer.params["b"][:] = rng.normal(0, 0.1, layer.params["b"].shape)
+    randomize_biases(net, rng, 0.1)
     x = rng.uniform(-1, 1, (40, 784))
     y = rng.integers(0, 10, 40)
     return copy.deepcopy(net).astype(np.float32), x.astype(np.float32), y
