@@ -187,7 +187,6 @@ class Report:
     sum_candidate: np.ndarray
     sum_reference: np.ndarray
     reference_max: np.ndarray
-    rounding: np.ndarray
     comparison: Comparison
     nonfinite: int
     diagnosis: list[Match] | None = None
@@ -245,7 +244,7 @@ class Report:
                     "sum_R_candidate": _finite_or_none(self.sum_candidate[i]),
                     "sum_R_reference": float(self.sum_reference[i]),
                     "max_abs_R_reference": float(self.reference_max[i]),
-                    "rounding_estimate": float(self.rounding[i]),
+                    "rounding_estimate": float(c.estimate[i]),
                     "rounding_allowance": float(c.allowance[i]),
                     "error_over_estimate": _finite_or_none(
                         c.abs_error[i] / c.estimate[i] if c.estimate[i] > 0 else np.inf
@@ -708,7 +707,6 @@ def verify(
         sum_candidate=R64.sum(axis=1),
         sum_reference=R_ref.sum(axis=1),
         reference_max=np.abs(R_ref).max(axis=1),
-        rounding=S,
         comparison=cmp,
         nonfinite=int((~np.isfinite(R64)).sum()),
     )
