@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -29,17 +31,63 @@ def as_float_array(x, name: str, *, ndim: int | None = None, dtype=None) -> np.n
         or arr.dtype == bool
     ):
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if dtype is not None:
-        dtype = check_float_dtype(dtype, "dtype")
-        arr = arr.astype(dtype, copy=False)
-    elif arr.dtype not in FLOAT_DTYPES:
-        arr = arr.astype(np.float64)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); expected finite numbers")
+    target = check_float_dtype(dtype, "dtype") if dtype is not None else None
+    if target is None and arr.dtype not in FLOAT_DTYPES:
+        target = np.dtype(np.float64)
+    if target is not None and arr.dtype != target:
+        with np.errstate(over="ignore"):
+            cast = arr.astype(target)
+        if not np.all(np.isfinite(cast)):
+            big = float(np.max(np.abs(arr)))
+            raise ValueError(
+                f"{name} has values up to {big:.6g} in magnitude, which overflow {target} "
+                f"(largest finite {np.finfo(target).max:.6g}); rescale {name} or use float64"
+            )
+        arr = cast
     return arr
+
+
+def nonfinite_rows(arr: np.ndarray) -> np.ndarray:
+    """Indices of the samples (first axis) of ``arr`` that hold a NaN or an infinity."""
+    flat = arr.reshape(len(arr), -1) if arr.ndim > 1 else arr.reshape(-1, 1)
+    return np.flatnonzero(~np.isfinite(flat).all(axis=1))
+
+
+def describe_samples(rows: np.ndarray, n: int | None = None, limit: int = 10) -> str:
+    """``"sample 3"`` or ``"samples 3, 7, ... (12 of 64)"`` for a list of sample indices."""
+    rows = [int(r) for r in rows]
+    shown = ", ".join(map(str, rows[:limit])) + (", ..." if len(rows) > limit else "")
+    of = f" ({len(rows)} of {n})" if n is not None and len(rows) > 1 else ""
+    return f"sample{'s' if len(rows) > 1 else ''} {shown}{of}"
+
+
+def check_result(arr: np.ndarray, what: str, cause: str | Callable[[], str]) -> np.ndarray:
+    """Return ``arr`` if it is finite, else raise naming ``what``, the samples and the ``cause``.
+
+    Used on computed quantities (activations, gradients, relevances) so that finite inputs that
+    overflow give a clear error instead of NaN or inf in a result. ``cause`` may be a callable,
+    evaluated only when the check fails.
+    """
+    if np.all(np.isfinite(arr)):
+        return arr
+    if callable(cause):
+        cause = cause()
+    rows = nonfinite_rows(arr) if np.ndim(arr) else np.array([0])
+    kinds = "NaN" if np.isnan(arr).any() else "inf"
+    if kinds == "NaN" and np.isinf(arr).any():
+        kinds = "NaN and inf"
+    where = describe_samples(rows, len(arr) if np.ndim(arr) else None)
+    raise ValueError(f"{what} is not finite ({kinds}) for {where}: {cause}")
+
+
+def overflow_cause(dtype) -> str:
+    """The usual reason a quantity computed from finite inputs is not finite."""
+    return f"inputs or weights too large for {np.dtype(dtype)}"
 
 
 def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:

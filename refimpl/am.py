@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
-from ._checks import as_float_array, check_int, check_positive
+from ._checks import as_float_array, check_int, check_positive, check_result
 from .explain.output import target_indices
 from .layers import log_softmax
 from .network import Sequential
@@ -44,7 +44,7 @@ class ClassScore:
             raise ValueError(f"kind must be 'log_softmax' or 'logit', got {self.kind!r}")
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z, caches = self.classifier.forward(x)
+        z, caches = self.classifier.forward(x, check=True)
         c = target_indices(z, self.c)
         rows = np.arange(len(c))
         seed = np.zeros_like(z)
@@ -101,13 +101,17 @@ class ThroughGenerator:
         return value, self.generator.backward(cache, dx)
 
 
+@np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
 def objective(terms: Sequence[Callable], v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of the terms' values (n,) and gradients (n, d)."""
+    """Sum of the terms' values (n,) and gradients (n, d); raise if either is not finite."""
     total, grad = None, None
     for term in terms:
         val, g = term(v)
         total = val if total is None else total + val
         grad = g if grad is None else grad + g
+    cause = f"the terms overflow {grad.dtype} (starting point, weights or lambda/beta too large)"
+    check_result(total, "the AM objective", cause)
+    check_result(grad, "the gradient of the AM objective", cause)
     return total, grad
 
 

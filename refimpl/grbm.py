@@ -35,7 +35,7 @@ import numpy as np
 from scipy.special import expit
 
 from . import modelfile
-from ._checks import as_float_array, check_int, check_positive
+from ._checks import as_float_array, check_int, check_positive, check_result
 from ._table import format_table
 from .optim import SGD
 
@@ -223,10 +223,11 @@ class GaussianRBM:
             raise ValueError(f"h must have {u.shape[0]} rows like x, got {h.shape[0]}")
         return self._energy(u, h)
 
+    @np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
     def free_energy(self, x: np.ndarray) -> np.ndarray:
         """Free energy ``F(u)`` of each row of ``x``, shape ``(n,)`` (eq. 2.8-2.9)."""
         u = self.standardize(x)
-        return self._free_energy(u, self._hidden_input(u))
+        return self._finite(self._free_energy(u, self._hidden_input(u)), "the free energy F(x)")
 
     def log_density(self, x: np.ndarray) -> np.ndarray:
         """Unnormalized ``log p(x) = -F(u) - sum_i log std_i``, shape ``(n,)`` (eq. 2.8-2.9).
@@ -237,6 +238,7 @@ class GaussianRBM:
         """
         return -self.free_energy(x) - np.log(self.std).sum()
 
+    @np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
     def grad_log_density(self, x: np.ndarray) -> np.ndarray:
         """``d log p(x) / dx`` in pixel space, shape ``(n, d)`` (gradient of eq. 2.8-2.9).
 
@@ -247,7 +249,19 @@ class GaussianRBM:
         """
         u = self.standardize(x)
         p = expit(self._hidden_input(u))
-        return -self._free_energy_grad_u(u, p) / self.std
+        return self._finite(-self._free_energy_grad_u(u, p) / self.std, "d log p(x) / dx")
+
+    def _finite(self, value: np.ndarray, what: str) -> np.ndarray:
+        """``value`` if finite; else name the NaN parameter, or the samples that overflow."""
+        if np.all(np.isfinite(value)):
+            return value
+        for name, p in self.parameters().items():
+            if not np.all(np.isfinite(p)):
+                raise ValueError(
+                    f"the RBM's {name} holds NaN or inf (changed after the model was built, e.g. "
+                    "by a diverged training run); expected finite numbers"
+                )
+        return check_result(value, what, "inputs or weights too large for float64")
 
     def free_energy_grads(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Exact gradient of ``mean_n F(u_n)`` with respect to ``W``, ``b`` and ``c``.

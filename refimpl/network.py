@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_float_array, check_float_dtype, check_int
+from ._checks import as_float_array, check_float_dtype, check_int, check_result, overflow_cause
 from ._table import format_table
 from .init import INITIALIZERS
 from .layers import ACTIVATIONS, Dense, Layer
@@ -72,27 +72,63 @@ class Sequential:
             )
         return x
 
-    def forward(self, x: np.ndarray) -> tuple[np.ndarray, list[Any]]:
-        """Run all layers; return the output and the per-layer caches for ``backward``."""
+    @np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
+    def forward(self, x: np.ndarray, *, check: bool = False) -> tuple[np.ndarray, list[Any]]:
+        """Run all layers; return the output and the per-layer caches for ``backward``.
+
+        With ``check=True`` every layer's output must be finite (see :meth:`check_output`).
+        """
         caches = []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             x, cache = layer.forward(x)
+            if check:
+                self.check_output(i, x)
             caches.append(cache)
         return x, caches
 
+    @np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """The output ``f(x)`` for a batch ``x`` (no caches kept)."""
         for layer in self.layers:
             x, _ = layer.forward(x)
         return x
 
+    @np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
     def activations(self, x: np.ndarray) -> list[np.ndarray]:
-        """Inputs of every layer and the output: ``[a_0 = x, a_1, ..., a_L]``."""
+        """Inputs of every layer and the output: ``[a_0 = x, a_1, ..., a_L]``, all finite.
+
+        A layer output that is not finite (finite inputs or weights that overflow, or weights
+        set to NaN after the net was built) raises ``ValueError`` naming the layer and samples.
+        """
         out = [x]
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             out.append(layer.forward(out[-1])[0])
+            self.check_output(i, out[-1])
         return out
 
+    def check_parameters(self) -> None:
+        """Raise ``ValueError`` naming the first parameter array that holds NaN or inf.
+
+        Parameters are checked when a layer is built; this catches arrays changed afterwards
+        (e.g. by a diverged training run).
+        """
+        for name, p in self.named_parameters():
+            if not np.all(np.isfinite(p)):
+                bad = int(p.size - np.count_nonzero(np.isfinite(p)))
+                raise ValueError(
+                    f"parameter {name} holds {bad} NaN or infinite value(s) (changed after the "
+                    "net was built, e.g. by a diverged training run); expected finite numbers"
+                )
+
+    def check_output(self, i: int, out: np.ndarray) -> None:
+        """Raise if the output of layer ``i`` is not finite, naming the cause."""
+        if np.all(np.isfinite(out)):
+            return
+        self.check_parameters()
+        what = "the logits" if i == len(self.layers) - 1 else f"the output of layer {i}"
+        check_result(out, f"{what} ({self.layers[i]!r})", overflow_cause(out.dtype))
+
+    @np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
     def backward(self, caches: list[Any], dout: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Backpropagate ``dout``; return the input gradient and gradients of ``parameters()``."""
         grads: list[np.ndarray] = []

@@ -33,7 +33,7 @@ from .explain.output import SEEDS
 from .explain.presets import PRESETS, Preset, effective_options
 from .explain.presets import preset as get_preset
 from .explain.rounding import ROUNDING_FACTOR, rounding_estimate
-from .explain.rules import ALPHA_BETA_TOL, BIAS_OPTIONS, INPUT_OPTIONS, RULES, make_rule
+from .explain.rules import BIAS_OPTIONS, INPUT_OPTIONS, RULES, alpha_beta_sum_error, make_rule
 from .explain.stabilizer import KINDS
 from .network import Sequential
 
@@ -363,8 +363,7 @@ def _preset_params(p: Preset, method: str, params: dict) -> dict | None:
         alpha, beta = params.get("alpha"), params.get("beta")
         if p.alpha_beta == "alpha-only":
             params.pop("beta", None)
-            off = None if beta is None or alpha is None else abs(beta - (alpha - 1))
-            if off is not None and off > ALPHA_BETA_TOL * max(1.0, abs(alpha)):
+            if beta is not None and alpha is not None and alpha_beta_sum_error(alpha, beta):
                 return None
         elif alpha is not None and beta is None:
             params["beta"] = alpha - 1.0

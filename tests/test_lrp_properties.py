@@ -782,14 +782,27 @@ def test_unknown_method_options_raise():
         lrp(net, x, LRP0(), R_out=np.array([[1.0, np.nan]]))
 
 
+def test_zb_on_a_hidden_layer_names_the_layer_and_where_zb_belongs():
+    # was: "input [0, 1] = ... lies outside" for a hidden activation, with no layer named
+    net = mlp([3, 4, 4, 2], rng=0)
+    x = np.array([[0.5, -0.5, 0.25]])
+    for layer in net.layers[::2]:
+        layer.W[:] = 3.0  # hidden activations far above the box's high = 1
+    with pytest.raises(
+        ValueError, match=r"LRP at layer 4 .*activations of layer 3.*lies outside"
+    ) as e:
+        lrp(net, x, ZB(), target=0)
+    assert "z^B is meant for the first dense layer (layer 0, the pixels)" in str(e.value)
+
+
 def test_zb_rejects_inputs_outside_its_box():
     x = np.array([[0.5, -1.5, 0.0]])
-    with pytest.raises(ValueError, match=r"z\^B needs low <= x <= high; input \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"z\^B needs low <= a <= high .*; a\[0, 1\]"):
         propagate_dense(ZB(), x, np.ones((3, 2)), None, np.ones((1, 2)))
     net = mlp([3, 4, 2], rng=0)
-    with pytest.raises(ValueError, match=r"z\^B needs low <= x <= high"):
+    with pytest.raises(ValueError, match=r"LRP at layer 0 .*the pixels.*z\^B needs low <= a"):
         lrp(net, x, RuleMap(Epsilon(0.1), first=ZB()), target=0)
-    with pytest.raises(ValueError, match=r"input \[0, 2\] = 0 lies outside \[0.25, 1\]"):
+    with pytest.raises(ValueError, match=r"a\[0, 2\] = 0 lies outside \[0.25, 1\]"):
         lrp(net, x, RuleMap(Epsilon(0.1), first=ZB(low=[-1, -2, 0.25], high=1.0)), target=0)
     with pytest.raises(ValueError, match="z\\^B bounds must be scalars or have 3 entries"):
         lrp(net, x, RuleMap(Epsilon(0.1), first=ZB(low=[-2.0, -2.0])), target=0)

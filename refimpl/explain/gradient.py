@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_result, overflow_cause
 from ..network import Sequential
 from .lrp import Explanation
 from .output import check_explainable, target_indices
@@ -12,12 +13,16 @@ SENSITIVITY_OUTPUTS = ("squared", "raw", "abs")
 
 
 def class_gradient(net: Sequential, x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``f_c(x)`` (n,) and ``df_c/dx`` (n, d) for class indices ``c`` (n,), by backpropagation."""
-    logits, caches = net.forward(x)
+    """``f_c(x)`` (n,) and ``df_c/dx`` (n, d) for class indices ``c`` (n,), by backpropagation.
+
+    Raises ``ValueError`` if the forward pass or the gradient is not finite.
+    """
+    logits, caches = net.forward(x, check=True)
     seed = np.zeros_like(logits)
     rows = np.arange(len(c))
     seed[rows, c] = 1.0
     grad, _ = net.backward(caches, seed)
+    check_result(grad, "the gradient df/dx", overflow_cause(grad.dtype))
     return logits[rows, c], grad
 
 
@@ -27,6 +32,7 @@ def _prepare(net, x, target):
     return x, target_indices(net(x), target)
 
 
+@np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
 def sensitivity(net: Sequential, x, *, target="predicted", output: str = "squared") -> Explanation:
     """Sensitivity analysis, eq. 4.1: ``R_i = (df/dx_i)^2``, so ``sum_i R_i = ||grad f||^2``.
 
@@ -37,9 +43,15 @@ def sensitivity(net: Sequential, x, *, target="predicted", output: str = "square
     x, c = _prepare(net, x, target)
     f, g = class_gradient(net, x, c)
     R = g * g if output == "squared" else (g if output == "raw" else np.abs(g))
+    check_result(
+        R,
+        "the sensitivity (df/dx)^2",
+        f"the gradient is too large to square in {R.dtype}; use output='raw' or 'abs'",
+    )
     return Explanation(R, f, c)
 
 
+@np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
 def gradient_x_input(net: Sequential, x, *, target="predicted") -> Explanation:
     """Gradient x input, eq. 4.5-4.6: ``R_i = x_i df/dx_i``.
 
@@ -48,4 +60,5 @@ def gradient_x_input(net: Sequential, x, *, target="predicted") -> Explanation:
     """
     x, c = _prepare(net, x, target)
     f, g = class_gradient(net, x, c)
-    return Explanation(x * g, f, c)
+    R = check_result(x * g, "gradient x input", overflow_cause(g.dtype))
+    return Explanation(R, f, c)

@@ -19,7 +19,7 @@ from ..layers import Dense
 from ..network import Sequential
 from .output import check_explainable, output_relevance, target_indices
 from .propagate import LayerBudget, propagate_dense
-from .rules import Rule
+from .rules import ZB, Rule
 
 
 class RuleMap:
@@ -236,7 +236,7 @@ def lrp(
     for i in reversed(range(len(net.layers))):
         layer = net.layers[i]
         if isinstance(layer, Dense):
-            R, lb = propagate_dense(rule_of[i], acts[i], layer.W, layer.b, R)
+            R, lb = _propagate_layer(net, i, rule_of[i], acts[i], R)
             books.append((i, rule_of[i].describe(), lb))
         else:  # elementwise or Flatten: relevance passes unchanged, in the layer input's shape
             R = R.reshape(acts[i].shape)
@@ -244,3 +244,21 @@ def lrp(
             kept.insert(0, R)
     budget = RelevanceBudget(total, R.reshape(len(R), -1).sum(axis=1), books)
     return Explanation(R, f, c, kept if keep_layers else None, budget)
+
+
+def _propagate_layer(net: Sequential, i: int, rule: Rule, a: np.ndarray, R: np.ndarray):
+    """``propagate_dense`` at layer ``i``; its errors name the layer (and where z^B belongs)."""
+    layer = net.layers[i]
+    try:
+        return propagate_dense(rule, a, layer.W, layer.b, R)
+    except ValueError as exc:
+        where = "the pixels" if i == 0 else f"the activations of layer {i - 1}"
+        msg = f"LRP at layer {i} ({layer!r}, rule {rule.name}, whose inputs are {where}): {exc}"
+        first = next(j for j, la in enumerate(net.layers) if isinstance(la, Dense))
+        if isinstance(rule, ZB) and i != first:
+            msg += (
+                f"; z^B is meant for the first dense layer (layer {first}, the pixels), where "
+                "the input box [low, high] is known: use another rule here, e.g. with a RuleMap "
+                "(first=ZB(), middle=..., last=...)"
+            )
+        raise ValueError(msg) from None

@@ -34,7 +34,33 @@ from .stabilizer import Stabilizer
 
 BIAS_OPTIONS = ("none", "split", "full")
 INPUT_OPTIONS = ("nonnegative", "split", "weights")
-ALPHA_BETA_TOL = 1e-9  # |alpha - beta - 1| accepted, relative to max(1, alpha)
+ALPHA_BETA_ULPS = 4  # |alpha - beta - 1| accepted: this many ulps of max(|alpha|, |beta|, 1)
+
+
+def alpha_beta_sum_error(alpha: float, beta: float, dtype=np.float64) -> str | None:
+    """Why ``alpha - beta = 1`` (eq. 4.10-4.13) fails in ``dtype``, or None if it holds.
+
+    Holds when ``alpha - beta`` is within ``ALPHA_BETA_ULPS`` ulps of ``max(|alpha|, |beta|, 1)``
+    of 1, which is all that floating point can tell apart (1.4 - 0.4 = 0.9999999999999999 passes);
+    fails when the parameters are so large that ``alpha - beta = 1`` is not representable.
+    """
+    dt = np.dtype(dtype)
+    a, b = dt.type(alpha), dt.type(beta)
+    ulp = float(np.spacing(max(abs(a), abs(b), dt.type(1))))
+    if ALPHA_BETA_ULPS * ulp >= 0.5:
+        return (
+            f"alpha={alpha!r} and beta={beta!r} are too large: at this magnitude {dt} numbers are "
+            f"{ulp:g} apart, so alpha - beta = 1 cannot be represented (eq. 4.10-4.13); use "
+            f"alpha < {2.0 ** (np.finfo(dt).nmant - 3):g}"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = float(a) - float(b)
+    if not abs(diff - 1) <= ALPHA_BETA_ULPS * ulp:
+        return (
+            f"alpha - beta must equal 1 (eq. 4.10-4.13), got alpha={alpha}, beta={beta} "
+            f"(alpha - beta = {diff!r} in {dt})"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -186,7 +212,7 @@ class AlphaBeta(Rule):
 
     The positive share of ``R_k`` is ``alpha R_k`` and the negative ``-beta R_k`` (eq. 4.12-4.13),
     so relevance is conserved when both denominators are non-zero. ``alpha - beta = 1`` is
-    checked up to ``1e-9`` relative; alpha=1, beta=0 equals z+.
+    checked up to a few ulps (:func:`alpha_beta_sum_error`); alpha=1, beta=0 equals z+.
     """
 
     alpha: float = 1.0
@@ -202,16 +228,18 @@ class AlphaBeta(Rule):
         check_finite(self.beta, "beta")
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0 (eq. 4.10-4.13), got beta={self.beta}")
-        if abs(self.alpha - self.beta - 1) > ALPHA_BETA_TOL * max(1.0, abs(self.alpha)):
-            raise ValueError(
-                f"alpha - beta must equal 1 (eq. 4.10-4.13), got alpha={self.alpha}, "
-                f"beta={self.beta} (alpha - beta = {self.alpha - self.beta!r})"
-            )
+        problem = alpha_beta_sum_error(self.alpha, self.beta)
+        if problem:
+            raise ValueError(problem)
         _check_choice(self.bias, "bias", BIAS_OPTIONS)
         _check_choice(self.inputs, "inputs", INPUT_OPTIONS)
         self._check_stabilizer()
 
     def terms(self, a, W, b):
+        if a.dtype != np.float64:  # e.g. alpha = 1e8 in float32: alpha and beta round together
+            problem = alpha_beta_sum_error(self.alpha, self.beta, a.dtype)
+            if problem:
+                raise ValueError(f"{problem}; the net computes in {a.dtype}")
         (pp, bp), neg = _signed_terms(a, W, b, self.bias, self.inputs, self.name, self.beta != 0)
         terms = [Term(pp, bias=bp, mult=self.alpha)]
         if neg is not None:
@@ -290,8 +318,9 @@ class ZB(Rule):
         if outside.any():
             n, j = np.argwhere(outside)[0]
             raise ValueError(
-                f"z^B needs low <= x <= high; input [{n}, {j}] = {x[n, j]:.6g} lies outside "
-                f"[{low[0, j]:.6g}, {high[0, j]:.6g}] ({int(outside.sum())} input(s) outside)"
+                f"z^B needs low <= a <= high for the layer's inputs a; a[{n}, {j}] = "
+                f"{x[n, j]:.6g} lies outside [{low[0, j]:.6g}, {high[0, j]:.6g}] "
+                f"({int(outside.sum())} value(s) outside)"
             )
         return low, high
 
