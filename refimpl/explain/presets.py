@@ -211,7 +211,8 @@ PRESETS: dict[str, Preset] = {
             fixed={"lrp-alpha-beta": {"alpha": 1.0, "beta": 0.0}},
             sensitivity="abs",
             seed="logit",
-            zero_denominator="stabilized: eps sign(d) with sign(0) = +1 (eps 1e-9 on every rule)",
+            zero_denominator="stabilized: eps sign(d) with sign(0) = +1, eps 1e-9 on every rule but "
+            "LRP-0 (EpsilonRule(epsilon=0)), which divides by an exact zero",
             notes=(
                 "only Alpha1_Beta0_Rule: alpha-beta with other parameters does not exist",
                 "Alpha1_Beta0_Rule and GammaRule keep the raw bias b (set_bias_to_zero=False) and "
@@ -279,8 +280,10 @@ PRESETS: dict[str, Preset] = {
                 "with beta = alpha - 1; alpha < 1 is accepted there and refused here",
                 "epsilon has no default; its demo uses 0.01 (the preset's default)",
                 "z+ is alphabeta with alpha = 1",
-                "the negative denominator is computed as Y - Zsp: rounding differs by about "
-                "1e-16 of the layer output",
+                "the negative denominator is computed as Y - Zsp = z- + b- - 2e-16, where the "
+                "preset subtracts 1e-16 (eps sign(d)): the 1e-16 difference and the cancellation "
+                "in Y - Zsp are below the rounding of the layer output and are not reproduced "
+                "bit for bit (tests/test_presets.py pins the empty-share cases)",
             ),
         ),
     )
