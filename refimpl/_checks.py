@@ -66,28 +66,27 @@ def describe_samples(rows: np.ndarray, n: int | None = None, limit: int = 10) ->
     return f"sample{'s' if len(rows) > 1 else ''} {shown}{of}"
 
 
-def check_result(arr: np.ndarray, what: str, cause: str | Callable[[], str]) -> np.ndarray:
+OVERFLOW = "inputs or weights too large for {dtype}"
+
+
+def check_result(
+    arr: np.ndarray, what: str, cause: str | Callable[[], str] = OVERFLOW
+) -> np.ndarray:
     """Return ``arr`` if it is finite, else raise naming ``what``, the samples and the ``cause``.
 
     Used on computed quantities (activations, gradients, relevances) so that finite inputs that
-    overflow give a clear error instead of NaN or inf in a result. ``cause`` may be a callable,
-    evaluated only when the check fails.
+    overflow give a clear error instead of NaN or inf in a result. ``cause`` is formatted only
+    when the check fails: a callable is called, and ``{dtype}`` becomes ``arr``'s dtype.
     """
     if np.all(np.isfinite(arr)):
         return arr
-    if callable(cause):
-        cause = cause()
+    cause = (cause() if callable(cause) else cause).replace("{dtype}", str(arr.dtype))
     rows = nonfinite_rows(arr) if np.ndim(arr) else np.array([0])
     kinds = "NaN" if np.isnan(arr).any() else "inf"
     if kinds == "NaN" and np.isinf(arr).any():
         kinds = "NaN and inf"
     where = describe_samples(rows, len(arr) if np.ndim(arr) else None)
     raise ValueError(f"{what} is not finite ({kinds}) for {where}: {cause}")
-
-
-def overflow_cause(dtype) -> str:
-    """The usual reason a quantity computed from finite inputs is not finite."""
-    return f"inputs or weights too large for {np.dtype(dtype)}"
 
 
 def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:

@@ -109,7 +109,7 @@ def objective(terms: Sequence[Callable], v: np.ndarray) -> tuple[np.ndarray, np.
         val, g = term(v)
         total = val if total is None else total + val
         grad = g if grad is None else grad + g
-    cause = f"the terms overflow {grad.dtype} (starting point, weights or lambda/beta too large)"
+    cause = "the terms overflow {dtype} (starting point, weights or lambda/beta too large)"
     check_result(total, "the AM objective", cause)
     check_result(grad, "the gradient of the AM objective", cause)
     return total, grad

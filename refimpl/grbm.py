@@ -261,7 +261,7 @@ class GaussianRBM:
                     f"the RBM's {name} holds NaN or inf (changed after the model was built, e.g. "
                     "by a diverged training run); expected finite numbers"
                 )
-        return check_result(value, what, "inputs or weights too large for float64")
+        return check_result(value, what)
 
     def free_energy_grads(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Exact gradient of ``mean_n F(u_n)`` with respect to ``W``, ``b`` and ``c``.

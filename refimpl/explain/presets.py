@@ -211,8 +211,8 @@ PRESETS: dict[str, Preset] = {
             fixed={"lrp-alpha-beta": {"alpha": 1.0, "beta": 0.0}},
             sensitivity="abs",
             seed="logit",
-            zero_denominator="stabilized: eps sign(d) with sign(0) = +1, eps 1e-9 on every rule but "
-            "LRP-0 (EpsilonRule(epsilon=0)), which divides by an exact zero",
+            zero_denominator="stabilized: eps sign(d) with sign(0) = +1, eps 1e-9 on every rule "
+            "but LRP-0 (EpsilonRule(epsilon=0)), which divides by an exact zero",
             notes=(
                 "only Alpha1_Beta0_Rule: alpha-beta with other parameters does not exist",
                 "Alpha1_Beta0_Rule and GammaRule keep the raw bias b (set_bias_to_zero=False) and "

@@ -61,13 +61,12 @@ def propagate_dense(
     dropped = np.zeros(n, dtype=a.dtype)
     served = np.zeros_like(R)
     stabilizer = rule.stabilizer
-    dt = a.dtype
     for term in rule.terms(a, W, b):
         z = sum(g @ h for g, h in term.parts)
         check_result(
             z,
             "the sum of the rule's contributions z_k",
-            f"their sums overflow {dt} (rule options or weights too large for this rule)",
+            "their sums overflow {dtype} (rule options or weights too large for this rule)",
         )
         d = z + term.bias if term.bias is not None else np.broadcast_to(z, R.shape)
         delta = stabilizer.delta(d) if stabilizer is not None else None
@@ -82,7 +81,7 @@ def propagate_dense(
             "the shares R / z",
             lambda d=d, zero=zero: (
                 f"relevance up to {np.abs(R).max():.3g} divided by "
-                f"denominators as small as {np.abs(d[~zero]).min():.3g} overflows {dt}"
+                f"denominators as small as {np.abs(d[~zero]).min():.3g} overflows {d.dtype}"
             ),
         )
         for g, h in term.parts:
@@ -94,13 +93,13 @@ def propagate_dense(
         dropped += (share * zero).sum(axis=1)
         served += term.mult if term.mask is None else term.mult * term.mask
     dropped += (R * (1 - served)).sum(axis=1)
-    check_result(R_in, "the relevance R_j", f"the redistributed relevance overflows {dt}")
+    check_result(R_in, "the relevance R_j", "the redistributed relevance overflows {dtype}")
     budget = LayerBudget(R.sum(axis=1), R_in.sum(axis=1), bias_sum, stab_sum, dropped)
     for name in ("relevance_in", "bias", "stabilizer", "dropped"):
         check_result(
             getattr(budget, name),
             f"the budget's {name.replace('_', ' ')} sum",
-            f"the per-sample sum overflows {dt}",
+            "the per-sample sum overflows {dtype}",
         )
     return R_in, budget
 
