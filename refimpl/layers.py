@@ -9,6 +9,10 @@ Every layer has the same two methods, short enough to check by eye side by side:
   ``grads`` maps each parameter name to its gradient (empty for activations).
 
 Layers hold no explanation logic: how relevance passes a layer lives in the explanation modules.
+A layer only declares what kind of map it is (``relevance``): ``"linear"`` (it offers
+``linear(x, P)``, its map with parameters ``P`` and without bias, the adjoint ``linear_T(s, P)``
+and ``add_bias``/``bias_dot`` for its bias), ``"elementwise"`` (activations: relevance passes
+unchanged), ``"reshape"`` (Flatten), or ``None`` (the engine refuses it by name).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class Layer:
     """Base class. Subclasses set ``type_name`` (the model-file name) and implement the passes."""
 
     type_name: ClassVar[str] = ""
+    relevance: ClassVar[str | None] = None
     params: dict[str, np.ndarray]
 
     def __init__(self) -> None:
@@ -35,6 +40,10 @@ class Layer:
 
     def backward(self, cache: Any, dout: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         raise NotImplementedError
+
+    def backward_input(self, cache: Any, dout: np.ndarray) -> np.ndarray:
+        """Only the input gradient of :meth:`backward` (layers with parameters skip theirs)."""
+        return self.backward(cache, dout)[0]
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one sample's output for one sample's input shape; raise if incompatible."""
@@ -75,6 +84,7 @@ class Dense(Layer):
     """
 
     type_name = "dense"
+    relevance = "linear"
 
     def __init__(self, W: np.ndarray, b: np.ndarray | None = None) -> None:
         super().__init__()
@@ -108,6 +118,29 @@ class Dense(Layer):
         if self.b is not None:
             grads["b"] = dout.sum(axis=0)
         return dout @ self.W.T, grads
+
+    def backward_input(self, cache, dout):
+        return dout @ self.W.T
+
+    @staticmethod
+    def linear(x: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """The layer's map without bias, with weights ``W`` (any transform of them): ``x @ W``."""
+        return x @ W
+
+    @staticmethod
+    def linear_T(s: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """The adjoint of :meth:`linear`: ``s @ W.T``."""
+        return s @ W.T
+
+    @staticmethod
+    def add_bias(z: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``z + b``, the bias (or a transform of it) broadcast over the outputs."""
+        return z + b
+
+    @staticmethod
+    def bias_dot(s: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per sample ``sum_k s_k b_k``: the relevance a bias (transform) takes, shape ``(n,)``."""
+        return s @ b
 
     def output_shape(self, input_shape):
         if input_shape != (self.W.shape[0],):
@@ -144,6 +177,7 @@ class ReLU(Layer):
     """Rectifier, eq. 2.7: ``a_k = max(0, z_k)``; derivative 1 where ``z > 0``, else 0."""
 
     type_name = "relu"
+    relevance = "elementwise"
 
     def forward(self, z):
         return np.maximum(z, 0), z > 0
@@ -156,6 +190,7 @@ class LeakyReLU(Layer):
     """Leaky rectifier: ``a = z`` where ``z > 0``, else ``slope * z`` (``slope`` >= 0)."""
 
     type_name = "leaky_relu"
+    relevance = "elementwise"
 
     def __init__(self, slope: float = 0.01) -> None:
         super().__init__()
@@ -176,6 +211,7 @@ class Tanh(Layer):
     """Hyperbolic tangent: ``a = tanh(z)``, ``da/dz = 1 - a^2``."""
 
     type_name = "tanh"
+    relevance = "elementwise"
 
     def forward(self, z):
         a = np.tanh(z)
@@ -189,6 +225,7 @@ class Sigmoid(Layer):
     """Logistic sigmoid: ``a = 1 / (1 + exp(-z))``, ``da/dz = a (1 - a)``; stable for any ``z``."""
 
     type_name = "sigmoid"
+    relevance = "elementwise"
 
     def forward(self, z):
         a = expit(z)
@@ -224,6 +261,7 @@ class Flatten(Layer):
     """
 
     type_name = "flatten"
+    relevance = "reshape"
 
     def forward(self, a):
         shape = a.shape[1:]

@@ -792,7 +792,7 @@ def test_zb_on_a_hidden_layer_names_the_layer_and_where_zb_belongs():
         ValueError, match=r"LRP at layer 4 .*activations of layer 3.*lies outside"
     ) as e:
         lrp(net, x, ZB(), target=0)
-    assert "z^B is meant for the first dense layer (layer 0, the pixels)" in str(e.value)
+    assert "z^B is meant for the first linear layer (layer 0, the pixels)" in str(e.value)
 
 
 def test_zb_rejects_inputs_outside_its_box():

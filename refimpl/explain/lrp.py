@@ -1,9 +1,10 @@
 """Layer-wise relevance propagation through a network (eq. 4.7-4.9), with a relevance budget.
 
 Relevance starts at the output as ``R_L = f(x) onehot(c)`` (or a vector given by the caller),
-passes every dense layer by that layer's rule (:mod:`refimpl.explain.rules`) and every
-elementwise activation unchanged. Conservation (eq. 4.9) ``sum_i R_i = f(x)`` holds when no
-relevance is absorbed; the :class:`RelevanceBudget` reports, layer by layer, what biases and
+passes every linear layer (dense) by that layer's rule (:mod:`refimpl.explain.rules`, through
+:func:`refimpl.explain.propagate.propagate_linear`), every elementwise activation unchanged and
+every reshape (Flatten) reshaped; a layer of any other kind is refused by name. Conservation
+(eq. 4.9) ``sum_i R_i = f(x)`` holds when no relevance is absorbed; the :class:`RelevanceBudget` reports, layer by layer, what biases and
 stabilizers absorbed and what zero denominators dropped, so that always
 ``sum_i R_i + absorbed + dropped = f(x)`` (up to rounding).
 """
@@ -15,25 +16,49 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._table import format_table
-from ..layers import Dense
+from ..layers import Layer
 from ..network import Sequential
 from .output import check_explainable, output_relevance, target_indices
-from .propagate import LayerBudget, propagate_dense
+from .prepared import PreparedParameters
+from .propagate import LayerBudget, batch_sum, propagate_linear
 from .rules import ZB, Rule
+
+PASS_THROUGH = ("elementwise", "reshape")
+
+
+def linear_layers(net: Sequential) -> list[int]:
+    """Indices in ``net.layers`` of the layers that take an LRP rule (``relevance == "linear"``).
+
+    Raises ``ValueError`` naming a layer whose ``relevance`` kind the engine does not know.
+    """
+    out = []
+    for i, layer in enumerate(net.layers):
+        kind = getattr(layer, "relevance", None)
+        if kind == "linear":
+            out.append(i)
+        elif kind not in PASS_THROUGH:
+            raise ValueError(
+                f"layer {i} ({layer!r}) declares no way for relevance to pass it (relevance="
+                f"{kind!r}; known: 'linear', {', '.join(map(repr, PASS_THROUGH))}): LRP refuses "
+                "it rather than passing relevance silently"
+            )
+    return out
 
 
 class RuleMap:
-    """Which rule each dense layer uses, e.g. z^B first, alpha-beta in the middle, epsilon last.
+    """Which rule each linear layer uses, e.g. z^B first, alpha-beta in the middle, epsilon last.
 
     Parameters
     ----------
     default : Rule, optional
-        For every dense layer not otherwise assigned.
+        For every linear layer not otherwise assigned.
     first, middle, last : Rule, optional
-        For the first, the inner, and the last dense layer (for a single dense layer, ``first``
-        wins over ``last``).
+        For the first, the inner, and the last linear layer, counting every layer that takes a
+        rule (for a single one, ``first`` wins over ``last``).
     layers : dict of int to Rule, optional
         By index in ``net.layers``; wins over everything else.
+    types : dict of str or Layer class to Rule, optional
+        By layer type (``"dense"`` or ``Dense``): after index and position, before ``default``.
     """
 
     def __init__(
@@ -44,6 +69,7 @@ class RuleMap:
         middle: Rule | None = None,
         last: Rule | None = None,
         layers: dict[int, Rule] | None = None,
+        types: dict[str | type, Rule] | None = None,
     ):
         for name, rule in (
             ("default", default),
@@ -51,11 +77,21 @@ class RuleMap:
             ("middle", middle),
             ("last", last),
             *(((f"layers[{k}]", v) for k, v in (layers or {}).items())),
+            *(((f"types[{k!r}]", v) for k, v in (types or {}).items())),
         ):
             if rule is not None and not isinstance(rule, Rule):
                 raise TypeError(f"{name} must be an LRP Rule, got {type(rule).__name__}")
         self.default, self.first, self.middle, self.last = default, first, middle, last
         self.layers = dict(layers or {})
+        self.types = {}
+        for key, rule in (types or {}).items():
+            if isinstance(key, type) and issubclass(key, Layer):
+                key = key.type_name
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"types keys must be layer type names or Layer classes, got {key!r}"
+                )
+            self.types[key] = rule
 
     @classmethod
     def of(cls, rules) -> RuleMap:
@@ -72,28 +108,29 @@ class RuleMap:
         )
 
     def resolve(self, net: Sequential) -> dict[int, Rule]:
-        """The rule of every dense layer, by its index in ``net.layers``."""
-        dense = [i for i, layer in enumerate(net.layers) if isinstance(layer, Dense)]
-        bad = sorted(set(self.layers) - set(dense))
+        """The rule of every linear layer, by its index in ``net.layers``."""
+        linear = linear_layers(net)
+        bad = sorted(set(self.layers) - set(linear))
         if bad:
             raise ValueError(
-                f"rules given for layer(s) {bad}, which are not dense layers; dense "
-                f"layers are {dense}"
+                f"rules given for layer(s) {bad}, which are not dense layers (or other linear "
+                f"layers) and take no rule; the linear layers are {linear}"
             )
         out = {}
-        for pos, i in enumerate(dense):
+        for pos, i in enumerate(linear):
             if i in self.layers:
                 rule = self.layers[i]
             elif pos == 0 and self.first is not None:
                 rule = self.first
-            elif pos == len(dense) - 1 and self.last is not None:
+            elif pos == len(linear) - 1 and self.last is not None:
                 rule = self.last
-            elif 0 < pos < len(dense) - 1 and self.middle is not None:
+            elif 0 < pos < len(linear) - 1 and self.middle is not None:
                 rule = self.middle
             else:
-                rule = self.default
+                rule = self.types.get(net.layers[i].type_name, self.default)
             if rule is None:
-                raise ValueError(f"no rule for dense layer {i} ({net.layers[i]!r}); give a default")
+                kind = "dense layer" if net.layers[i].type_name == "dense" else "layer"
+                raise ValueError(f"no rule for {kind} {i} ({net.layers[i]!r}); give a default")
             out[i] = rule
         return out
 
@@ -119,7 +156,7 @@ class RelevanceBudget:
     relevance : ndarray (n,)
         ``sum_i R_i`` at the input.
     layers : list of (int, str, LayerBudget)
-        Layer index, rule description and budget of every dense layer, output to input.
+        Layer index, rule description and budget of every linear layer, output to input.
     """
 
     f: np.ndarray
@@ -197,8 +234,9 @@ def lrp(
     R_out=None,
     seed: str = "logit",
     keep_layers: bool = False,
+    prepared: PreparedParameters | None = None,
 ) -> Explanation:
-    """Layer-wise relevance propagation (eq. 4.7-4.9) with a rule per dense layer.
+    """Layer-wise relevance propagation (eq. 4.7-4.9) with a rule per linear layer.
 
     Parameters
     ----------
@@ -215,6 +253,9 @@ def lrp(
     keep_layers : bool
         Also return the relevance at every layer's input (``layers[i]`` enters ``net.layers[i]``,
         ``layers[-1]`` is the output relevance).
+    prepared : PreparedParameters, optional
+        Transformed parameters (``w+``, ...) to reuse across calls (a snapshot:
+        :mod:`refimpl.explain.prepared`); by default a fresh one per call.
 
     Returns
     -------
@@ -226,6 +267,7 @@ def lrp(
     check_explainable(net)
     x = net.check_input(x)
     rule_of = RuleMap.of(rules).resolve(net)
+    prepared = PreparedParameters() if prepared is None else prepared
     acts = net.activations(x)
     R = output_relevance(acts[-1], target, R_out, seed)
     c = None if R_out is not None else target_indices(acts[-1], target)
@@ -234,30 +276,29 @@ def lrp(
     kept = [R]
     books = []
     for i in reversed(range(len(net.layers))):
-        layer = net.layers[i]
-        if isinstance(layer, Dense):
-            R, lb = _propagate_layer(net, i, rule_of[i], acts[i], R)
+        if i in rule_of:  # acts[i + 1] is the layer's forward output: its pre-activation z
+            R, lb = _propagate_layer(net, i, rule_of[i], acts[i], acts[i + 1], R, prepared)
             books.append((i, rule_of[i].describe(), lb))
-        else:  # elementwise or Flatten: relevance passes unchanged, in the layer input's shape
+        else:  # elementwise or reshape: relevance passes unchanged, in the layer input's shape
             R = R.reshape(acts[i].shape)
         if keep_layers:
             kept.insert(0, R)
-    budget = RelevanceBudget(total, R.reshape(len(R), -1).sum(axis=1), books)
+    budget = RelevanceBudget(total, batch_sum(R), books)
     return Explanation(R, f, c, kept if keep_layers else None, budget)
 
 
-def _propagate_layer(net: Sequential, i: int, rule: Rule, a: np.ndarray, R: np.ndarray):
-    """``propagate_dense`` at layer ``i``; its errors name the layer (and where z^B belongs)."""
+def _propagate_layer(net: Sequential, i: int, rule: Rule, a, z, R, prepared):
+    """``propagate_linear`` at layer ``i``; its errors name the layer (and where z^B belongs)."""
     layer = net.layers[i]
     try:
-        return propagate_dense(rule, a, layer.W, layer.b, R)
+        return propagate_linear(rule, layer, a, R, z=z, prepared=prepared)
     except ValueError as exc:
         where = "the pixels" if i == 0 else f"the activations of layer {i - 1}"
         msg = f"LRP at layer {i} ({layer!r}, rule {rule.name}, whose inputs are {where}): {exc}"
-        first = next(j for j, la in enumerate(net.layers) if isinstance(la, Dense))
+        first = linear_layers(net)[0]
         if isinstance(rule, ZB) and i != first:
             msg += (
-                f"; z^B is meant for the first dense layer (layer {first}, the pixels), where "
+                f"; z^B is meant for the first linear layer (layer {first}, the pixels), where "
                 "the input box [low, high] is known: use another rule here, e.g. with a RuleMap "
                 "(first=ZB(), middle=..., last=...)"
             )

@@ -1,16 +1,20 @@
-"""One LRP step through a dense layer, shared by every rule, with its relevance budget.
+"""One LRP step through any linear layer, shared by every rule, with its relevance budget.
 
-For each term of the rule (see :mod:`refimpl.explain.rules`)::
+For each term of the rule (see :mod:`refimpl.explain.rules`), with the layer's map ``linear``
+(``x @ W`` for a dense layer), its adjoint ``linear_T`` (``s @ W.T``) and the named weight
+transforms ``h_m`` (``"w+"``, ...; prepared once, :mod:`refimpl.explain.prepared`)::
 
-    z_k  = sum_m (g_m @ h_m)_k              contributions summed over inputs
+    z_k  = sum_m linear(g_m, h_m)_k            contributions summed over inputs
     d_k  = z_k + bias_k + delta(z_k + bias_k)   denominator, delta from the stabilizer
-    s_k  = mult R_k mask_k / d_k            (0 where d_k = 0: that share is dropped)
-    R_j += sum_m g_m,j (s @ h_m^T)_j
+    s_k  = mult R_k mask_k / d_k                (0 where d_k = 0: that share is dropped)
+    R_j += sum_m g_m,j linear_T(s, h_m)_j
 
 so ``sum_j R_j = sum_k s_k z_k`` and the rest of each share is booked exactly: ``s_k bias_k``
 absorbed by the bias, ``s_k delta_k`` by the stabilizer, the whole share where ``d_k = 0``
 dropped, and relevance no term serves (e.g. a unit with ``z_k = 0`` under the generalized gamma
-rule) dropped too. Hence, per sample, ``sum_j R_j + bias + stabilizer + dropped = sum_k R_k``.
+rule) dropped too. Hence, per sample, ``sum_j R_j + bias + stabilizer + dropped = sum_k R_k``,
+with every sum over all non-batch axes. Where a term says so (LRP-0 and epsilon with the bias),
+``z_k + bias_k`` is the forward pass's pre-activation, reused (bitwise the same).
 
 Finite inputs can still overflow or lose precision here; each step is checked and raises
 ``ValueError`` naming the quantity: contributions ``z`` that overflow (huge rule options such as
@@ -25,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_result, describe_samples
+from ..layers import Dense
+from .prepared import PreparedParameters, Transform
 from .rules import Rule
 
 
@@ -46,36 +52,107 @@ class LayerBudget:
         return self.bias + self.stabilizer + self.dropped
 
 
-@np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
-def propagate_dense(
-    rule: Rule, a: np.ndarray, W: np.ndarray, b: np.ndarray | None, R: np.ndarray
-) -> tuple[np.ndarray, LayerBudget]:
-    """Redistribute ``R`` (n, K) from a dense layer's outputs to its inputs ``a`` (n, J).
+def batch_sum(x: np.ndarray) -> np.ndarray:
+    """Per-sample sum over every non-batch axis, shape ``(n,)``."""
+    return x.reshape(len(x), -1).sum(axis=1)
 
-    Returns the input relevance ``(n, J)`` and the layer's :class:`LayerBudget`.
+
+class LinearStep:
+    """What a rule may ask of the layer it is applied to (``Rule.terms(a, layer)``).
+
+    Attributes
+    ----------
+    layer : Layer
+        A layer whose ``relevance`` is ``"linear"`` (``linear``, ``linear_T``, ``add_bias``,
+        ``bias_dot``).
+    has_bias : bool
+        Whether the layer has a bias.
     """
+
+    def __init__(self, layer, a: np.ndarray, z: np.ndarray | None, prepared: PreparedParameters):
+        self.layer, self.a, self._z, self.prepared = layer, a, z, prepared
+        self.has_bias = layer.params.get("b") is not None
+
+    def param(self, t: Transform) -> np.ndarray:
+        """The layer's parameter under transform ``t`` (prepared once)."""
+        return self.prepared.get(self.layer, t)
+
+    def linear(self, g: np.ndarray, t: Transform) -> np.ndarray:
+        """``linear(g, t(W))``: the layer's map of ``g`` with transformed weights, no bias."""
+        return self.layer.linear(g, self.param(t))
+
+    def z_forward(self) -> np.ndarray:
+        """The forward pre-activation ``linear(a, W) + b`` (from the forward pass if given)."""
+        if self._z is None:
+            z = self.linear(self.a, "w")
+            self._z = self.layer.add_bias(z, self.layer.params["b"]) if self.has_bias else z
+        return self._z
+
+
+@np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
+def propagate_linear(
+    rule: Rule,
+    layer,
+    a: np.ndarray,
+    R: np.ndarray,
+    *,
+    z: np.ndarray | None = None,
+    prepared: PreparedParameters | None = None,
+) -> tuple[np.ndarray, LayerBudget]:
+    """Redistribute ``R`` from a linear layer's outputs to its inputs ``a`` by ``rule``.
+
+    Parameters
+    ----------
+    rule : Rule
+    layer : Layer
+        With ``relevance == "linear"`` (a dense layer; convolutions alike).
+    a : ndarray
+        The layer's input, ``(n, ...)``.
+    R : ndarray
+        Relevance of the layer's outputs, the output's shape.
+    z : ndarray, optional
+        The forward pass's output of this layer (pre-activation, with bias), reused as the
+        denominator where the rule allows; computed when omitted.
+    prepared : PreparedParameters, optional
+        Transformed parameters to reuse across calls; a fresh one by default.
+
+    Returns
+    -------
+    R_in, LayerBudget
+        The input relevance (``a``'s shape) and where the layer's relevance went.
+    """
+    step = LinearStep(layer, a, z, PreparedParameters() if prepared is None else prepared)
     n = a.shape[0]
-    R_in = np.zeros_like(a)
+    dt = R.dtype
+    R_in = None
     bias_sum = np.zeros(n, dtype=a.dtype)
     stab_sum = np.zeros(n, dtype=a.dtype)
     dropped = np.zeros(n, dtype=a.dtype)
-    served = np.zeros_like(R)
+    served = dt.type(0)  # an array once a term has a mask
     stabilizer = rule.stabilizer
-    for term in rule.terms(a, W, b):
-        z = sum(g @ h for g, h in term.parts)
-        check_result(
-            z,
-            "the sum of the rule's contributions z_k",
-            "their sums overflow {dtype} (rule options or weights too large for this rule)",
-        )
-        d = z + term.bias if term.bias is not None else np.broadcast_to(z, R.shape)
+    for term in rule.terms(a, step):
+        bias = step.param(term.bias) if term.bias is not None and step.has_bias else None
+        if term.forward_z:
+            d = step.z_forward()
+        else:
+            z_t = None
+            for g, t in term.parts:
+                p = step.linear(g, t)
+                z_t = p if z_t is None else z_t + p
+            check_result(
+                z_t,
+                "the sum of the rule's contributions z_k",
+                "their sums overflow {dtype} (rule options or weights too large for this rule)",
+            )
+            d = layer.add_bias(z_t, bias) if bias is not None else np.broadcast_to(z_t, R.shape)
         delta = stabilizer.delta(d) if stabilizer is not None else None
         if delta is not None:
             d = d + delta
         _check_denominator(d)
         share = term.mult * R if term.mask is None else term.mult * R * term.mask
         zero = d == 0
-        s = np.divide(share, d, out=np.zeros_like(share), where=~zero)
+        any_zero = bool(zero.any())
+        s = np.divide(share, d, out=np.zeros_like(share), where=~zero) if any_zero else share / d
         check_result(
             s,
             "the shares R / z",
@@ -84,17 +161,23 @@ def propagate_dense(
                 f"denominators as small as {np.abs(d[~zero]).min():.3g} overflows {d.dtype}"
             ),
         )
-        for g, h in term.parts:
-            R_in += g * (s @ h.T)
-        if term.bias is not None:
-            bias_sum += s @ term.bias
+        for g, t in term.parts:
+            contribution = g * layer.linear_T(s, step.param(t))
+            if R_in is None:
+                R_in = contribution
+            else:
+                R_in += contribution
+        if bias is not None:
+            bias_sum += layer.bias_dot(s, bias)
         if delta is not None:
-            stab_sum += (s * delta).sum(axis=1)
-        dropped += (share * zero).sum(axis=1)
-        served += term.mult if term.mask is None else term.mult * term.mask
-    dropped += (R * (1 - served)).sum(axis=1)
+            stab_sum += batch_sum(s * delta)
+        if any_zero:
+            dropped += batch_sum(share * zero)
+        served = served + (term.mult if term.mask is None else (term.mult * term.mask).astype(dt))
+    if np.ndim(served) or served != 1:
+        dropped += batch_sum(R * (1 - served))
     check_result(R_in, "the relevance R_j", "the redistributed relevance overflows {dtype}")
-    budget = LayerBudget(R.sum(axis=1), R_in.sum(axis=1), bias_sum, stab_sum, dropped)
+    budget = LayerBudget(batch_sum(R), batch_sum(R_in), bias_sum, stab_sum, dropped)
     for name in ("relevance_in", "bias", "stabilizer", "dropped"):
         check_result(
             getattr(budget, name),
@@ -102,6 +185,17 @@ def propagate_dense(
             "the per-sample sum overflows {dtype}",
         )
     return R_in, budget
+
+
+def propagate_dense(
+    rule: Rule, a: np.ndarray, W: np.ndarray, b: np.ndarray | None, R: np.ndarray
+) -> tuple[np.ndarray, LayerBudget]:
+    """:func:`propagate_linear` through a dense layer ``z = a @ W + b`` given as arrays.
+
+    ``R`` (n, K) is redistributed onto the inputs ``a`` (n, J); returns the input relevance
+    ``(n, J)`` and the layer's :class:`LayerBudget`.
+    """
+    return propagate_linear(rule, Dense(W, b), a, R)
 
 
 def _check_denominator(d: np.ndarray) -> None:

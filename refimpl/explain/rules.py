@@ -6,10 +6,13 @@ A rule says how the relevance ``R_k`` of a layer's outputs is redistributed onto
     R_j = sum_t mult_t sum_k  c^t_jk / (sum_j' c^t_j'k + bias^t_k [+ stabilizer])  R_k  [mask^t_k]
 
 made of one or more *terms* ``t`` (alpha-beta has a positive and a negative one). A rule only
-lists its terms (:class:`Term`); :func:`refimpl.explain.propagate.propagate_dense` does the
-arithmetic once for all rules and books every bit of relevance that a bias, a stabilizer or a
-zero denominator absorbs. Contributions are never materialized as ``(n, J, K)`` arrays: a term's
-contributions are sums of products ``g_j h_jk`` of an input factor and a weight factor.
+lists its terms (:class:`Term`); :func:`refimpl.explain.propagate.propagate_linear` does the
+arithmetic once for all rules and every linear layer, and books every bit of relevance that a
+bias, a stabilizer or a zero denominator absorbs. Contributions are never materialized as
+``(n, J, K)`` arrays: a term's contributions are sums of products ``g_j h_jk`` of an input factor
+``g`` and a *named* transform ``h`` of the layer's weights (``"w+"``, ``"w^2"``, ...; see
+:mod:`refimpl.explain.prepared`), which the engine prepares once and applies through the layer's
+``linear``/``linear_T``. So the same rule object serves any linear layer.
 
 Options follow the paper by default; :mod:`refimpl.explain.presets` names the values that
 reproduce each peer (README, "Verifying other implementations").
@@ -30,6 +33,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .._checks import as_float_array, check_finite, check_positive
+from .prepared import Transform
 from .stabilizer import Stabilizer
 
 BIAS_OPTIONS = ("none", "split", "full")
@@ -71,20 +75,26 @@ class Term:
 
     Attributes
     ----------
-    parts : tuple of (g, h)
-        Input factors ``g`` of shape ``(n, J)`` or ``(1, J)`` and weight factors ``h`` ``(J, K)``.
-    bias : ndarray of shape (K,), optional
-        Added to the denominator; the relevance it takes is reported as absorbed by biases.
+    parts : tuple of (g, transform)
+        Input factors ``g`` (the layer input's shape, or 1 along the batch axis) and the name of
+        the weight transform ``h`` (``"w"``, ``"w+"``, ``"w-"``, ``"w^2"``, ``"1"``, ...).
+    bias : transform name, optional
+        Of the layer's bias (``"b"``, ``"b+"``, ...), added to the denominator; the relevance it
+        takes is reported as absorbed by biases. Ignored when the layer has no bias.
     mult : float
         ``1``, ``alpha`` or ``-beta``.
-    mask : ndarray of bool, shape (n, K), optional
+    mask : ndarray of bool, the layer output's shape, optional
         The output units this term serves (the generalized gamma rule branches on ``sign(z)``).
+    forward_z : bool
+        The denominator ``z + bias`` is the layer's forward pre-activation (``parts`` is
+        ``((a, "w"),)`` and ``bias`` is ``"b"``): the engine reuses it instead of recomputing.
     """
 
-    parts: tuple[tuple[np.ndarray, np.ndarray], ...]
-    bias: np.ndarray | None = None
+    parts: tuple[tuple[np.ndarray, Transform], ...]
+    bias: Transform | None = None
     mult: float = 1.0
     mask: np.ndarray | None = None
+    forward_z: bool = False
 
 
 def _pos(x: np.ndarray) -> np.ndarray:
@@ -111,11 +121,15 @@ def _check_nonnegative(a: np.ndarray, rule: str) -> None:
 
 @dataclass(frozen=True)
 class Rule:
-    """Base class: ``terms(a, W, b)`` lists the terms; ``stabilizer`` is applied to each."""
+    """Base class: ``terms(a, layer)`` lists the terms; ``stabilizer`` is applied to each.
+
+    ``a`` is the layer's input and ``layer`` a :class:`refimpl.explain.propagate.LinearStep`
+    (``has_bias``, ``z_forward()``, ``linear(g, transform)``).
+    """
 
     name = "rule"
 
-    def terms(self, a: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> list[Term]:
+    def terms(self, a: np.ndarray, layer) -> list[Term]:
         raise NotImplementedError
 
     @property
@@ -138,8 +152,9 @@ class Rule:
         return f"{self.name}({opts})"
 
 
-def _epsilon_terms(a, W, b, bias: str) -> list[Term]:
-    return [Term(((a, W),), bias=b if bias == "full" else None)]
+def _epsilon_terms(a, bias: str) -> list[Term]:
+    full = bias == "full"
+    return [Term(((a, "w"),), bias="b" if full else None, forward_z=full)]
 
 
 @dataclass(frozen=True)
@@ -156,8 +171,8 @@ class LRP0(Rule):
     def __post_init__(self):
         _check_choice(self.bias, "bias", ("none", "full"))
 
-    def terms(self, a, W, b):
-        return _epsilon_terms(a, W, b, self.bias)
+    def terms(self, a, layer):
+        return _epsilon_terms(a, self.bias)
 
     @property
     def conservative(self):
@@ -181,26 +196,25 @@ class Epsilon(Rule):
         self._check_stabilizer()
         _check_choice(self.bias, "bias", ("none", "full"))
 
-    def terms(self, a, W, b):
-        return _epsilon_terms(a, W, b, self.bias)
+    def terms(self, a, layer):
+        return _epsilon_terms(a, self.bias)
 
 
-def _signed_terms(a, W, b, bias, inputs, rule_name, beta_needed):
+def _signed_terms(a, has_bias, bias, inputs, rule_name, beta_needed):
     """Positive and negative parts of the contributions ``a_j w_jk`` (alpha-beta, z+)."""
     if inputs == "nonnegative":
         _check_nonnegative(a, rule_name)
-    Wp, Wn = _pos(W), _neg(W)
     if inputs == "split":
         ap, an = _pos(a), _neg(a)
-        pos_parts, neg_parts = ((ap, Wp), (an, Wn)), ((ap, Wn), (an, Wp))
+        pos_parts, neg_parts = ((ap, "w+"), (an, "w-")), ((ap, "w-"), (an, "w+"))
     else:
-        pos_parts, neg_parts = ((a, Wp),), ((a, Wn),)
-    if b is None or bias == "none":
+        pos_parts, neg_parts = ((a, "w+"),), ((a, "w-"),)
+    if not has_bias or bias == "none":
         bp = bn = None
     elif bias == "split":
-        bp, bn = _pos(b), _neg(b)
+        bp, bn = "b+", "b-"
     else:
-        bp = bn = b
+        bp = bn = "b"
     return (pos_parts, bp), ((neg_parts, bn) if beta_needed else None)
 
 
@@ -235,12 +249,14 @@ class AlphaBeta(Rule):
         _check_choice(self.inputs, "inputs", INPUT_OPTIONS)
         self._check_stabilizer()
 
-    def terms(self, a, W, b):
+    def terms(self, a, layer):
         if a.dtype != np.float64:  # e.g. alpha = 1e8 in float32: alpha and beta round together
             problem = alpha_beta_sum_error(self.alpha, self.beta, a.dtype)
             if problem:
                 raise ValueError(f"{problem}; the net computes in {a.dtype}")
-        (pp, bp), neg = _signed_terms(a, W, b, self.bias, self.inputs, self.name, self.beta != 0)
+        (pp, bp), neg = _signed_terms(
+            a, layer.has_bias, self.bias, self.inputs, self.name, self.beta != 0
+        )
         terms = [Term(pp, bias=bp, mult=self.alpha)]
         if neg is not None:
             terms.append(Term(neg[0], bias=neg[1], mult=-self.beta))
@@ -269,8 +285,8 @@ class ZPlus(Rule):
         _check_choice(self.inputs, "inputs", INPUT_OPTIONS)
         self._check_stabilizer()
 
-    def terms(self, a, W, b):
-        (pp, bp), _ = _signed_terms(a, W, b, self.bias, self.inputs, self.name, False)
+    def terms(self, a, layer):
+        (pp, bp), _ = _signed_terms(a, layer.has_bias, self.bias, self.inputs, self.name, False)
         return [Term(pp, bias=bp)]
 
     @property
@@ -305,7 +321,7 @@ class ZB(Rule):
 
     def bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``low`` and ``high`` broadcast to ``(1, J)``; raise if ``x`` leaves the box."""
-        shape = (1, x.shape[1])
+        shape = (1, *x.shape[1:])
         try:
             low = np.broadcast_to(np.asarray(self.low, dtype=x.dtype), shape)
             high = np.broadcast_to(np.asarray(self.high, dtype=x.dtype), shape)
@@ -324,10 +340,10 @@ class ZB(Rule):
             )
         return low, high
 
-    def terms(self, a, W, b):
+    def terms(self, a, layer):
         low, high = self.bounds(a)
         # q_ij = x w - l w+ - h w- = (x - l) w+ + (x - h) w-: exact zeros on the box's faces
-        return [Term(((a - low, _pos(W)), (a - high, _neg(W))))]
+        return [Term(((a - low, "w+"), (a - high, "w-")))]
 
     @property
     def conservative(self):
@@ -356,10 +372,10 @@ class WSquare(Rule):
         _check_choice(self.bias, "bias", ("none", "squared"))
         self._check_stabilizer()
 
-    def terms(self, a, W, b):
-        ones = np.ones((1, W.shape[0]), dtype=W.dtype)
-        use_b = b is not None and self.bias == "squared"
-        return [Term(((ones, W * W),), bias=b * b if use_b else None)]
+    def terms(self, a, layer):
+        ones = np.ones((1, *a.shape[1:]), dtype=a.dtype)
+        use_b = layer.has_bias and self.bias == "squared"
+        return [Term(((ones, "w^2"),), bias="b^2" if use_b else None)]
 
     @property
     def conservative(self):
@@ -377,8 +393,8 @@ class Flat(Rule):
     def __post_init__(self):
         self._check_stabilizer()
 
-    def terms(self, a, W, b):
-        return [Term(((np.ones((1, W.shape[0]), W.dtype), np.ones_like(W)),))]
+    def terms(self, a, layer):
+        return [Term(((np.ones((1, *a.shape[1:]), a.dtype), "1"),))]
 
     @property
     def conservative(self):
@@ -417,23 +433,23 @@ class Gamma(Rule):
         _check_choice(self.inputs, "inputs", ("nonnegative", "weights"))
         self._check_stabilizer()
 
-    def _bias(self, b, clamp):
-        if b is None or self.bias == "none":
+    def _bias(self, layer, sign: str):
+        if not layer.has_bias or self.bias == "none":
             return None
-        return b if self.bias == "raw" else b + self.gamma * clamp(b)
+        return "b" if self.bias == "raw" else (f"b+gb{sign}", self.gamma)
 
-    def terms(self, a, W, b):
+    def terms(self, a, layer):
         g = self.gamma
+        up, down = ("w+gw+", g), ("w+gw-", g)
         if self.variant == "original":
             if self.inputs == "nonnegative":
                 _check_nonnegative(a, self.name)
-            return [Term(((a, W + g * _pos(W)),), bias=self._bias(b, _pos))]
+            return [Term(((a, up),), bias=self._bias(layer, "+"))]
         ap, an = _pos(a), _neg(a)
-        z = a @ W + (b if b is not None and self.bias != "none" else 0)
-        up, down = W + g * _pos(W), W + g * _neg(W)
+        z = layer.z_forward() if self.bias != "none" else layer.linear(a, "w")
         return [
-            Term(((ap, up), (an, down)), bias=self._bias(b, _pos), mask=z > 0),
-            Term(((ap, down), (an, up)), bias=self._bias(b, _neg), mask=z < 0),
+            Term(((ap, up), (an, down)), bias=self._bias(layer, "+"), mask=z > 0),
+            Term(((ap, down), (an, up)), bias=self._bias(layer, "-"), mask=z < 0),
         ]
 
     @property
