@@ -4,9 +4,9 @@ Relevance starts at the output as ``R_L = f(x) onehot(c)`` (or a vector given by
 passes every linear layer (dense) by that layer's rule (:mod:`refimpl.explain.rules`, through
 :func:`refimpl.explain.propagate.propagate_linear`), every elementwise activation unchanged and
 every reshape (Flatten) reshaped; a layer of any other kind is refused by name. Conservation
-(eq. 4.9) ``sum_i R_i = f(x)`` holds when no relevance is absorbed; the :class:`RelevanceBudget` reports, layer by layer, what biases and
-stabilizers absorbed and what zero denominators dropped, so that always
-``sum_i R_i + absorbed + dropped = f(x)`` (up to rounding).
+(eq. 4.9) ``sum_i R_i = f(x)`` holds when no relevance is absorbed; the :class:`RelevanceBudget`
+reports, layer by layer, what biases and stabilizers absorbed and what zero denominators
+dropped, so that always ``sum_i R_i + absorbed + dropped = f(x)`` (up to rounding).
 """
 
 from __future__ import annotations
