@@ -36,6 +36,7 @@ import numpy as np
 from refimpl._malloc import tune_malloc
 from refimpl.explain.gradient import gradient_x_input
 from refimpl.explain.lrp import RuleMap, lrp
+from refimpl.explain.prepared import PreparedParameters
 from refimpl.explain.presets import preset
 from refimpl.explain.stabilizer import sign0
 from refimpl.network import mlp
@@ -78,7 +79,8 @@ def refimpl_call(net, x, method: str, library: str = "paper") -> Callable[[], ob
         return lambda: gradient_x_input(net, x, target=0)
     rules = refimpl_rules(method, library)
     seed = preset(library).seed
-    return lambda: lrp(net, x, rules, target=0, seed=seed)
+    prepared = PreparedParameters()  # warm after the first call, as the plain version's
+    return lambda: lrp(net, x, rules, target=0, seed=seed, prepared=prepared)
 
 
 # --- plain NumPy: the same formulas, parameters prepared once, forward z reused -----------------
@@ -89,7 +91,10 @@ def _div(R, d):
 
 
 def plain_call(net, x, method: str) -> Callable[[], object]:
-    """The paper's formulas in a few lines of NumPy per rule (biases as refimpl's defaults)."""
+    """The paper's formulas in a few lines of NumPy per rule (biases as refimpl's defaults), in
+    the same algorithm as refimpl's (e.g. flat through a matrix of ones, z^B as
+    ``(x - l) w+ + (x - h) w-``), so that the ratio measures overhead, not a different algorithm.
+    """
     Ws = [layer.W for layer in net.layers[::2]]
     bs = [layer.b for layer in net.layers[::2]]
     Wp = [np.maximum(W, 0) for W in Ws]
@@ -98,8 +103,8 @@ def plain_call(net, x, method: str) -> Callable[[], object]:
     bg = [b + GAMMA * np.maximum(b, 0) for b in bs]
     W2 = [W * W for W in Ws]
     W2s = [w.sum(axis=0) for w in W2]
+    ones = [np.ones_like(W) for W in Ws]
     lo, hi = 0.0, 1.0
-    zb_off = lo * Wp[0].sum(axis=0) + hi * Wn[0].sum(axis=0) + bs[0]  # z^B: z - b - l w+ - h w-
 
     def forward(x):
         acts, zs = [x], []
@@ -123,15 +128,16 @@ def plain_call(net, x, method: str) -> Callable[[], object]:
         if rule == "ab":
             sp, sn = _div(2.0 * R, a @ Wp[i]), _div(-1.0 * R, a @ Wn[i])
             return a * (sp @ Wp[i].T + sn @ Wn[i].T)
-        if rule == "zb":
-            s = _div(R, z - zb_off)
-            return (a - lo) * (s @ Wp[i].T) + (a - hi) * (s @ Wn[i].T)
+        if rule == "zb":  # (x - l) w+ + (x - h) w-: exact zeros on the box's faces
+            al, ah = a - lo, a - hi
+            s = _div(R, al @ Wp[i] + ah @ Wn[i])
+            return al * (s @ Wp[i].T) + ah * (s @ Wn[i].T)
         if rule == "gamma":
             return a * (_div(R, a @ Wg[i] + bg[i]) @ Wg[i].T)
         if rule == "w2":
             return np.broadcast_to(_div(R, W2s[i][None]) @ W2[i].T, a.shape)
-        if rule == "flat":
-            return np.broadcast_to(R.sum(axis=1, keepdims=True) / a.shape[1], a.shape)
+        if rule == "flat":  # as refimpl computes it for any linear layer: through w = 1
+            return _div(R, np.full_like(R, a.shape[1])) @ ones[i].T
         raise ValueError(rule)
 
     def lrp_plain(rule, first=None):

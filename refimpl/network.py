@@ -122,7 +122,9 @@ class Sequential:
 
     def check_output(self, i: int, out: np.ndarray) -> None:
         """Raise if the output of layer ``i`` is not finite, naming the cause."""
-        if np.all(np.isfinite(out)):
+        if np.isfinite(out.sum()):  # one pass: a NaN or inf anywhere makes the sum non-finite
+            return
+        if np.all(np.isfinite(out)):  # the sum of finite values overflowed
             return
         self.check_parameters()
         what = "the logits" if i == len(self.layers) - 1 else f"the output of layer {i}"
@@ -137,6 +139,13 @@ class Sequential:
             grads.extend(reversed([g[name] for name in layer.params]))
         grads.reverse()
         return dout, grads
+
+    @np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
+    def input_gradient(self, caches: list[Any], dout: np.ndarray) -> np.ndarray:
+        """Backpropagate ``dout`` to the input only (no parameter gradients: faster)."""
+        for layer, cache in zip(reversed(self.layers), reversed(caches), strict=True):
+            dout = layer.backward_input(cache, dout)
+        return dout
 
     def parameters(self) -> list[np.ndarray]:
         """All parameter arrays, layer by layer, in each layer's ``params`` order."""

@@ -18,10 +18,14 @@ def class_gradient(net: Sequential, x: np.ndarray, c: np.ndarray) -> tuple[np.nd
     Raises ``ValueError`` if the forward pass or the gradient is not finite.
     """
     logits, caches = net.forward(x, check=True)
+    return _backprop(net, logits, caches, c)
+
+
+def _backprop(net, logits, caches, c):
     seed = np.zeros_like(logits)
     rows = np.arange(len(c))
     seed[rows, c] = 1.0
-    grad, _ = net.backward(caches, seed)
+    grad = net.input_gradient(caches, seed)
     check_result(grad, "the gradient df/dx")
     return logits[rows, c], grad
 
@@ -32,6 +36,16 @@ def _prepare(net, x, target):
     return x, target_indices(net(x), target)
 
 
+def _target_gradient(net, x, target):
+    """Validated ``x``, ``f_c(x)``, ``df_c/dx`` and ``c`` for ``target``, with one forward pass."""
+    check_explainable(net)
+    x = net.check_input(x)
+    logits, caches = net.forward(x, check=True)
+    c = target_indices(logits, target)
+    f, g = _backprop(net, logits, caches, c)
+    return x, f, g, c
+
+
 @np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
 def sensitivity(net: Sequential, x, *, target="predicted", output: str = "squared") -> Explanation:
     """Sensitivity analysis, eq. 4.1: ``R_i = (df/dx_i)^2``, so ``sum_i R_i = ||grad f||^2``.
@@ -40,8 +54,7 @@ def sensitivity(net: Sequential, x, *, target="predicted", output: str = "square
     """
     if output not in SENSITIVITY_OUTPUTS:
         raise ValueError(f"output must be one of {SENSITIVITY_OUTPUTS}, got {output!r}")
-    x, c = _prepare(net, x, target)
-    f, g = class_gradient(net, x, c)
+    x, f, g, c = _target_gradient(net, x, target)
     R = g * g if output == "squared" else (g if output == "raw" else np.abs(g))
     check_result(
         R,
@@ -58,7 +71,6 @@ def gradient_x_input(net: Sequential, x, *, target="predicted") -> Explanation:
     This is the Taylor decomposition at the root ``x~ = lim_{eps->0} eps x``; for positively
     homogeneous nets (ReLU, no biases, eq. 4.4) it is exact: ``sum_i R_i = f(x)``.
     """
-    x, c = _prepare(net, x, target)
-    f, g = class_gradient(net, x, c)
+    x, f, g, c = _target_gradient(net, x, target)
     R = check_result(x * g, "gradient x input")
     return Explanation(R, f, c)

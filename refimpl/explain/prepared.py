@@ -33,6 +33,10 @@ import numpy as np
 
 Transform = str | tuple[str, float]
 
+ONES = "ones"
+"""Input factor of rules that ignore the input (w^2, flat): ones of the layer input's shape. The
+contributions ``linear(ones, h)`` then depend on the parameters only and are prepared too."""
+
 _ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {
     "": lambda p: p,
     "+": lambda p: np.maximum(p, 0),
@@ -83,6 +87,17 @@ class PreparedParameters:
         source = layer.params[param]
         value = fn(source)
         self._cache[key] = (layer, param, source, value)
+        return value
+
+    def linear_of_ones(self, layer, t: Transform, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """``layer.linear(ones((1, *shape)), t(W))``, cached like the transforms."""
+        key = (id(layer), t, ONES, shape, np.dtype(dtype).str)
+        W = self.get(layer, t)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is layer and hit[2] is W:
+            return hit[3]
+        value = layer.linear(np.ones((1, *shape), dtype=dtype), W)
+        self._cache[key] = (layer, "", W, value)
         return value
 
     def clear(self) -> None:

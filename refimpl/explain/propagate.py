@@ -30,7 +30,7 @@ import numpy as np
 
 from .._checks import check_result, describe_samples
 from ..layers import Dense
-from .prepared import PreparedParameters, Transform
+from .prepared import ONES, PreparedParameters, Transform
 from .rules import Rule
 
 
@@ -81,6 +81,10 @@ class LinearStep:
         """``linear(g, t(W))``: the layer's map of ``g`` with transformed weights, no bias."""
         return self.layer.linear(g, self.param(t))
 
+    def linear_of_ones(self, t: Transform) -> np.ndarray:
+        """``linear(ones, t(W))`` (rules that ignore the input), prepared once."""
+        return self.prepared.linear_of_ones(self.layer, t, self.a.shape[1:], self.a.dtype)
+
     def z_forward(self) -> np.ndarray:
         """The forward pre-activation ``linear(a, W) + b`` (from the forward pass if given)."""
         if self._z is None:
@@ -129,7 +133,9 @@ def propagate_linear(
     stab_sum = np.zeros(n, dtype=a.dtype)
     dropped = np.zeros(n, dtype=a.dtype)
     served = dt.type(0)  # an array once a term has a mask
+    shares = []  # (s, d, zero) per term, to name an overflow
     stabilizer = rule.stabilizer
+    nonzero = stabilizer is not None and stabilizer.keeps_denominators_normal(dt)
     for term in rule.terms(a, step):
         bias = step.param(term.bias) if term.bias is not None and step.has_bias else None
         if term.forward_z:
@@ -137,32 +143,32 @@ def propagate_linear(
         else:
             z_t = None
             for g, t in term.parts:
-                p = step.linear(g, t)
+                p = step.linear_of_ones(t) if g is ONES else step.linear(g, t)
                 z_t = p if z_t is None else z_t + p
-            check_result(
-                z_t,
-                "the sum of the rule's contributions z_k",
-                "their sums overflow {dtype} (rule options or weights too large for this rule)",
-            )
+            if not np.isfinite(z_t.sum()):  # one pass; the full check names the samples
+                check_result(
+                    z_t,
+                    "the sum of the rule's contributions z_k",
+                    "their sums overflow {dtype} (rule options or weights too large for this rule)",
+                )
             d = layer.add_bias(z_t, bias) if bias is not None else np.broadcast_to(z_t, R.shape)
         delta = stabilizer.delta(d) if stabilizer is not None else None
         if delta is not None:
             d = d + delta
-        _check_denominator(d)
-        share = term.mult * R if term.mask is None else term.mult * R * term.mask
-        zero = d == 0
-        any_zero = bool(zero.any())
-        s = np.divide(share, d, out=np.zeros_like(share), where=~zero) if any_zero else share / d
-        check_result(
-            s,
-            "the shares R / z",
-            lambda d=d, zero=zero: (
-                f"relevance up to {np.abs(R).max():.3g} divided by "
-                f"denominators as small as {np.abs(d[~zero]).min():.3g} overflows {d.dtype}"
-            ),
+        zero = None if nonzero else _zero_denominators(d)
+        share = R if term.mult == 1 else term.mult * R
+        if term.mask is not None:
+            share = share * term.mask
+        s = (
+            share / d
+            if zero is None
+            else np.divide(share, d, out=np.zeros_like(share), where=~zero)
         )
+        shares.append((s, d, zero))
         for g, t in term.parts:
-            contribution = g * layer.linear_T(s, step.param(t))
+            contribution = layer.linear_T(s, step.param(t))
+            if g is not ONES:
+                contribution *= g
             if R_in is None:
                 R_in = contribution
             else:
@@ -171,19 +177,30 @@ def propagate_linear(
             bias_sum += layer.bias_dot(s, bias)
         if delta is not None:
             stab_sum += batch_sum(s * delta)
-        if any_zero:
+        if zero is not None:
             dropped += batch_sum(share * zero)
         served = served + (term.mult if term.mask is None else (term.mult * term.mask).astype(dt))
     if np.ndim(served) or served != 1:
         dropped += batch_sum(R * (1 - served))
-    check_result(R_in, "the relevance R_j", "the redistributed relevance overflows {dtype}")
     budget = LayerBudget(batch_sum(R), batch_sum(R_in), bias_sum, stab_sum, dropped)
-    for name in ("relevance_in", "bias", "stabilizer", "dropped"):
-        check_result(
-            getattr(budget, name),
-            f"the budget's {name.replace('_', ' ')} sum",
-            "the per-sample sum overflows {dtype}",
-        )
+    # a NaN or inf anywhere in R_in makes its per-sample sum non-finite: check the sums first
+    if not np.isfinite(budget.relevance_in + bias_sum + stab_sum + dropped).all():
+        for s, d, zero in shares:  # an overflowing share makes R_in non-finite: name it first
+            check_result(
+                s,
+                "the shares R / z",
+                lambda d=d, zero=zero: (
+                    f"relevance up to {np.abs(R).max():.3g} divided by denominators as small as "
+                    f"{np.abs(d if zero is None else d[~zero]).min():.3g} overflows {d.dtype}"
+                ),
+            )
+        check_result(R_in, "the relevance R_j", "the redistributed relevance overflows {dtype}")
+        for name in ("relevance_in", "bias", "stabilizer", "dropped"):
+            check_result(
+                getattr(budget, name),
+                f"the budget's {name.replace('_', ' ')} sum",
+                "the per-sample sum overflows {dtype}",
+            )
     return R_in, budget
 
 
@@ -198,15 +215,24 @@ def propagate_dense(
     return propagate_linear(rule, Dense(W, b), a, R)
 
 
-def _check_denominator(d: np.ndarray) -> None:
-    """Raise if a denominator is subnormal: its shares ``R / d`` lose precision or overflow."""
+def _zero_denominators(d: np.ndarray) -> np.ndarray | None:
+    """The mask of exact zero denominators (None if there are none); raise on subnormal ones.
+
+    A subnormal denominator (``0 < |d| < tiny``) would make the shares ``R / d`` lose precision
+    or overflow. One pass finds both in the usual case that there are neither.
+    """
     tiny = np.finfo(d.dtype).tiny
-    sub = (np.abs(d) < tiny) & (d != 0)
+    small = np.abs(d) < tiny
+    if not small.any():
+        return None
+    zero = d == 0
+    sub = small & ~zero
     if sub.any():
-        rows = np.flatnonzero(sub.any(axis=1))
+        rows = np.flatnonzero(sub.reshape(len(sub), -1).any(axis=1))
         raise ValueError(
             f"denominators z are subnormal (as small as {np.abs(d[sub]).min():.3g}, below "
             f"{tiny:.3g}) for {describe_samples(rows, len(d))}: the shares R / z would lose "
             f"precision or overflow in {d.dtype}; inputs or weights too small for {d.dtype} "
             "(rescale them, or use a stabilizer eps > 0)"
         )
+    return zero

@@ -33,7 +33,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .._checks import as_float_array, check_finite, check_positive
-from .prepared import Transform
+from .prepared import ONES, Transform
 from .stabilizer import Stabilizer
 
 BIAS_OPTIONS = ("none", "split", "full")
@@ -76,8 +76,9 @@ class Term:
     Attributes
     ----------
     parts : tuple of (g, transform)
-        Input factors ``g`` (the layer input's shape, or 1 along the batch axis) and the name of
-        the weight transform ``h`` (``"w"``, ``"w+"``, ``"w-"``, ``"w^2"``, ``"1"``, ...).
+        Input factors ``g`` (the layer input's shape, or 1 along the batch axis, or ``ONES``:
+        ones, for rules that ignore the input) and the name of the weight transform ``h``
+        (``"w"``, ``"w+"``, ``"w-"``, ``"w^2"``, ``"1"``, ...).
     bias : transform name, optional
         Of the layer's bias (``"b"``, ``"b+"``, ...), added to the denominator; the relevance it
         takes is reported as absorbed by biases. Ignored when the layer has no bias.
@@ -332,10 +333,11 @@ class ZB(Rule):
             ) from None
         outside = (x < low) | (x > high)
         if outside.any():
-            n, j = np.argwhere(outside)[0]
+            at = tuple(int(i) for i in np.argwhere(outside)[0])
+            box = (0, *at[1:])
             raise ValueError(
-                f"z^B needs low <= a <= high for the layer's inputs a; a[{n}, {j}] = "
-                f"{x[n, j]:.6g} lies outside [{low[0, j]:.6g}, {high[0, j]:.6g}] "
+                f"z^B needs low <= a <= high for the layer's inputs a; a[{', '.join(map(str, at))}]"
+                f" = {x[at]:.6g} lies outside [{low[box]:.6g}, {high[box]:.6g}] "
                 f"({int(outside.sum())} value(s) outside)"
             )
         return low, high
@@ -373,9 +375,8 @@ class WSquare(Rule):
         self._check_stabilizer()
 
     def terms(self, a, layer):
-        ones = np.ones((1, *a.shape[1:]), dtype=a.dtype)
         use_b = layer.has_bias and self.bias == "squared"
-        return [Term(((ones, "w^2"),), bias="b^2" if use_b else None)]
+        return [Term(((ONES, "w^2"),), bias="b^2" if use_b else None)]
 
     @property
     def conservative(self):
@@ -394,7 +395,7 @@ class Flat(Rule):
         self._check_stabilizer()
 
     def terms(self, a, layer):
-        return [Term(((np.ones((1, *a.shape[1:]), a.dtype), "1"),))]
+        return [Term(((ONES, "1"),))]
 
     @property
     def conservative(self):

@@ -18,7 +18,19 @@ KINDS = ("signed", "unsigned", "zero_only", "relative")
 
 def sign0(z: np.ndarray) -> np.ndarray:
     """``sign(z)`` with ``sign(0) = +1``, the convention of the signed stabilizer."""
-    return np.where(z >= 0, 1.0, -1.0).astype(z.dtype, copy=False)
+    s = (z >= 0).astype(z.dtype)  # 2 m - 1 is exact; several times faster than np.where here
+    s *= 2
+    s -= 1
+    return s
+
+
+def signed(z: np.ndarray, e) -> np.ndarray:
+    """``e sign0(z)`` (``e`` a scalar, or an array that broadcasts against ``z``)."""
+    s = sign0(z)
+    if np.ndim(e) == 0:
+        s *= e
+        return s
+    return s * e
 
 
 @dataclass(frozen=True)
@@ -44,10 +56,14 @@ class Stabilizer:
 
     def delta(self, d: np.ndarray) -> np.ndarray:
         """What the stabilizer adds to the denominators ``d`` of shape ``(n, K)``."""
-        if self.kind == "signed":
-            return self.eps * sign0(d)
+        if self.kind == "signed":  # copysign on d + 0.0, so that -0.0 counts as +0 (sign0)
+            return np.copysign(d.dtype.type(self.eps), d + d.dtype.type(0))
         if self.kind == "unsigned":
             return np.full_like(d, self.eps)
         if self.kind == "zero_only":
-            return np.where(d == 0, self.eps, 0.0).astype(d.dtype, copy=False)
-        return self.eps * d.std(axis=-1, keepdims=True) * sign0(d)
+            return (d == 0) * d.dtype.type(self.eps)
+        return signed(d, self.eps * d.std(axis=-1, keepdims=True))
+
+    def keeps_denominators_normal(self, dtype) -> bool:
+        """True if every stabilized denominator has ``|d| >= eps >= tiny`` (signed kind)."""
+        return self.kind == "signed" and self.eps >= np.finfo(dtype).tiny
