@@ -13,13 +13,19 @@ conventions on which the libraries differ (README, "Verifying other implementati
 explains the difference: every preset, every single option of the rule (bias, input sign handling,
 stabilizer kind and epsilon, gamma variant, output seeding), pairs of them, the predicted class
 instead of the given target, and the other methods. The result names what matches, e.g. "matches
-with bias='split' (as in zennit, toolbox)", or says that nothing does.
+with bias='split' (as in zennit, toolbox)", or says that nothing does. A convention is named as
+*the* explanation only if it explains every failing sample; otherwise the report says how many it
+explains and which, tries the rest again, and counts what stays unexplained. NaN or inf in the
+candidate is named as the cause (no search); errors at a lower precision's rounding level
+(float16, or float32 for a float64 candidate) are named as a likely precision issue. On a pass
+in float32 it says which other presets' stabilizer epsilons would pass too: below the
+candidate's resolution they cannot be told apart.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations, product
 
 import numpy as np
@@ -32,14 +38,17 @@ from .explain.methods import METHODS, explain
 from .explain.output import SEEDS
 from .explain.presets import PRESETS, Preset, effective_options
 from .explain.presets import preset as get_preset
-from .explain.rounding import ROUNDING_FACTOR, rounding_estimate
+from .explain.rounding import ROUNDING_FACTOR, rounding_estimate, unit_roundoff
 from .explain.rules import BIAS_OPTIONS, INPUT_OPTIONS, RULES, alpha_beta_sum_error, make_rule
 from .explain.stabilizer import KINDS
 from .network import Sequential
 
 DEFAULT_RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 EPS_GRID = (1e-16, 1e-9, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.25, 1.0)
-DIAGNOSIS_SAMPLES = 32  # the failing samples the diagnosis looks at
+DIAGNOSIS_SAMPLES = 32  # the failing samples each search of the diagnosis looks at
+DIAGNOSIS_ROUNDS = 4  # searches: the first failing samples, then those still unexplained
+DIAGNOSIS_RETRY = 8  # samples of a retried search, in a batch found to be mixed
+PRECISION_BAND = (0.125, 4.0)  # max rel. error / unit roundoff of a lower precision: its level
 POPULATION_MIN = 5  # samples beyond rtol needed for the population check
 POPULATION_MEDIAN = 3.0  # median error / rounding estimate above which errors are systematic
 UNRESOLVED = 1e-2  # allowance / max |R_ref| above which a sample cannot really be checked
@@ -94,7 +103,7 @@ class Comparison:
     @property
     def rel_error(self) -> np.ndarray:
         """``abs_error / scale`` (0 where both are 0, inf where only the scale is)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             rel = np.where(self.scale > 0, self.abs_error / self.scale, np.inf)
         return np.where(self.abs_error == 0, 0.0, rel)
 
@@ -109,7 +118,8 @@ class Comparison:
         sub = self.beyond_rtol & (self.estimate > 0)
         if sub.sum() < POPULATION_MIN:
             return None
-        return float(np.median(self.abs_error[sub] / self.estimate[sub]))
+        with np.errstate(over="ignore"):  # a huge candidate: an infinite ratio
+            return float(np.median(self.abs_error[sub] / self.estimate[sub]))
 
     @property
     def systematic(self) -> bool:
@@ -165,12 +175,64 @@ class Candidate:
 
 @dataclass
 class Match:
+    """A convention that explains failing samples of the candidate.
+
+    ``explained``: indices (into the whole batch) of the failing samples it explains;
+    ``max_rel_error``: its largest error there; ``exact``: that error is within the unit
+    roundoff of the candidate's dtype (the candidate is this convention's result, rounded);
+    ``group``: the search that found it (0: the first failing samples, 1: the samples the best
+    match of search 0 left unexplained, ...).
+    """
+
     candidate: Candidate
     max_rel_error: float
+    explained: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    exact: bool = False
+    group: int = 0
 
 
 def _finite_or_none(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None
+
+
+def _json_safe(obj):
+    """``obj`` with NumPy scalars and arrays as Python values and NaN/inf as ``None``."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _finite_or_none(obj)
+    return obj
+
+
+def _sample_list(idx, limit: int = 12) -> str:
+    """``"sample 2"``, ``"samples 3, 7"``, ``"samples 0-31, 40"`` (runs of 3 or more as ranges,
+    at most ``limit`` items)."""
+    idx = [int(i) for i in idx]
+    runs, start = [], 0
+    for k in range(1, len(idx) + 1):
+        if k == len(idx) or idx[k] != idx[k - 1] + 1:
+            a, b = idx[start], idx[k - 1]
+            runs += [f"{a}-{b}"] if b - a >= 2 else [str(i) for i in range(a, b + 1)]
+            start = k
+    more = f", ... ({len(idx)} in all)" if len(runs) > limit else ""
+    return ("sample " if len(idx) == 1 else "samples ") + ", ".join(runs[:limit]) + more
+
+
+def _nonfinite_note(R: np.ndarray) -> str:
+    """Where the candidate has NaN and inf, e.g. ``"NaN at samples 3, 7 and inf at sample 2"``."""
+    R = R.reshape(len(R), -1)
+    parts = [
+        f"{name} at {_sample_list(np.flatnonzero(test(R).any(axis=1)))}"
+        for name, test in (("NaN", np.isnan), ("inf", np.isinf))
+        if test(R).any()
+    ]
+    return "the candidate has " + " and ".join(parts)
 
 
 @dataclass
@@ -192,10 +254,18 @@ class Report:
     diagnosis: list[Match] | None = None
     tried: int = 0
     note: str = ""
+    precision: str | None = None  # the lower precision the unexplained errors are at
+    indistinguishable: list[dict] = field(default_factory=list)  # alternatives that pass too
+    dtype: str = "float64"  # the precision the candidate is judged in
 
     @property
     def passed(self) -> bool:
         return self.comparison.passed
+
+    @property
+    def failing(self) -> np.ndarray:
+        """Indices of the samples that fail."""
+        return np.flatnonzero(~self.comparison.ok)
 
     def conservation(self) -> dict | None:
         """The candidate's ``sum_i R_i`` against ``f(x)`` (against 1 when seeded with 1)."""
@@ -211,8 +281,11 @@ class Report:
         }
 
     def to_dict(self) -> dict:
-        """The report as JSON-safe values (non-finite numbers become ``null``)."""
+        """The report as strict JSON values: NumPy values as Python ones, and every non-finite
+        number (an error or a ratio that overflows, a NaN in the candidate) as ``null``."""
         c = self.comparison
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            over_estimate = np.where(c.estimate > 0, c.abs_error / c.estimate, np.inf)
         out = {
             "verdict": "match" if self.passed else "mismatch",
             "method": self.method,
@@ -225,8 +298,8 @@ class Report:
                 "allowance, allowance = 32 S, S the spread of the result under rounding in the "
                 "candidate's precision (refimpl.explain.rounding)",
             },
-            "max_abs_error": _finite_or_none(c.abs_error.max()),
-            "max_rel_error": _finite_or_none(c.rel_error.max()),
+            "max_abs_error": c.abs_error.max(),
+            "max_rel_error": c.rel_error.max(),
             "nonfinite_values": self.nonfinite,
             "rounding_check": {
                 "samples_beyond_rtol": int(c.beyond_rtol.sum()),
@@ -236,56 +309,139 @@ class Report:
             },
             "unresolved_samples": int(c.unresolved.sum()),
             "conservation": self.conservation(),
+            "indistinguishable": self.indistinguishable,
+            "precision_note": self.precision_note(),
             "samples": [
                 {
                     "index": i,
-                    "f": float(self.f[i]),
+                    "f": self.f[i],
                     "target": None if self.target is None else int(self.target[i]),
-                    "sum_R_candidate": _finite_or_none(self.sum_candidate[i]),
-                    "sum_R_reference": float(self.sum_reference[i]),
-                    "max_abs_R_reference": float(self.reference_max[i]),
-                    "rounding_estimate": float(c.estimate[i]),
-                    "rounding_allowance": float(c.allowance[i]),
-                    "error_over_estimate": _finite_or_none(
-                        c.abs_error[i] / c.estimate[i] if c.estimate[i] > 0 else np.inf
-                    ),
-                    "max_abs_error": _finite_or_none(c.abs_error[i]),
-                    "max_rel_error": _finite_or_none(c.rel_error[i]),
-                    "ok": bool(c.ok[i]),
+                    "sum_R_candidate": self.sum_candidate[i],
+                    "sum_R_reference": self.sum_reference[i],
+                    "max_abs_R_reference": self.reference_max[i],
+                    "rounding_estimate": c.estimate[i],
+                    "rounding_allowance": c.allowance[i],
+                    "error_over_estimate": over_estimate[i],
+                    "max_abs_error": c.abs_error[i],
+                    "max_rel_error": c.rel_error[i],
+                    "ok": c.ok[i],
                 }
                 for i in range(len(self.f))
             ],
         }
         if self.diagnosis is not None or self.note:
-            out["diagnosis"] = {
-                "tried": self.tried,
-                "explained": bool(self.diagnosis),
-                "message": self.diagnosis_message(),
-                "matches": [
-                    {
-                        "description": m.candidate.description,
-                        "method": m.candidate.method,
-                        "preset": m.candidate.preset.name,
-                        "changes": m.candidate.changes,
-                        "as_in_presets": m.candidate.presets,
-                        "max_rel_error": m.max_rel_error,
-                    }
-                    for m in self.diagnosis or []
-                ],
-            }
-        return out
+            out["diagnosis"] = self._diagnosis_dict()
+        return _json_safe(out)
+
+    def _diagnosis_dict(self) -> dict:
+        unexplained = self.unexplained()
+        return {
+            "tried": self.tried,
+            "explained": bool(self.diagnosis) and len(unexplained) == 0,
+            "failing_samples": len(self.failing),
+            "explained_samples": len(self.failing) - len(unexplained),
+            "unexplained": unexplained if self.diagnosis is not None else None,
+            "precision": self.precision,
+            "message": self.diagnosis_message(),
+            "matches": [
+                {
+                    "description": m.candidate.description,
+                    "method": m.candidate.method,
+                    "preset": m.candidate.preset.name,
+                    "changes": m.candidate.changes,
+                    "as_in_presets": m.candidate.presets,
+                    "max_rel_error": m.max_rel_error,
+                    "exact": m.exact,
+                    "explains_samples": len(m.explained),
+                    "samples": m.explained,
+                    "group": m.group,
+                }
+                for m in self.diagnosis or []
+            ],
+        }
+
+    def leaders(self) -> list[Match]:
+        """The best match of each search (see :attr:`Match.group`)."""
+        return [
+            m
+            for k, m in enumerate(self.diagnosis or [])
+            if k == 0 or m.group != self.diagnosis[k - 1].group
+        ]
+
+    def unexplained(self) -> np.ndarray:
+        """Failing samples that no search's best match explains."""
+        explained = [m.explained for m in self.leaders()]
+        return np.setdiff1d(self.failing, np.concatenate([[], *explained]).astype(int))
 
     def diagnosis_message(self) -> str:
         if self.note:
             return self.note
         if self.diagnosis is None:
             return ""
+        hint = self._precision_hint()
         if not self.diagnosis:
             return (
                 f"no convention explains the difference ({self.tried} tried: every preset, every "
                 "single rule option and pairs of them, output seeding, the other methods)"
+                + (f"; {hint}" if hint else "")
             )
-        return "the candidate " + self.diagnosis[0].candidate.description
+        n, leaders, rest = len(self.failing), self.leaders(), self.unexplained()
+        if len(leaders[0].explained) == n:
+            return "the candidate " + leaders[0].candidate.description + self._ties()
+        parts = [
+            f"{m.candidate.description}: explains {len(m.explained)}"
+            + (f" of {n} failing samples" if k == 0 else "")
+            + f" ({_sample_list(m.explained)})"
+            for k, m in enumerate(leaders)
+        ]
+        if len(rest):
+            parts.append(
+                f"the other {len(rest)} are unexplained ({_sample_list(rest)})"
+                + (f": {hint}" if hint else "")
+            )
+        return "the candidate " + "; ".join(parts)
+
+    def _precision_hint(self) -> str:
+        if self.precision is None:
+            return ""
+        return (
+            f"a likely precision issue: errors are at {self.precision} rounding level "
+            f"(candidate computed in {self.precision}?)"
+        )
+
+    def _ties(self) -> str:
+        """Other full matches that differ from the best only in eps, in low precision."""
+        if self.dtype == "float64":
+            return ""
+        best = self.diagnosis[0]
+        ties = [
+            m
+            for m in self.diagnosis[1:]
+            if len(m.explained) == len(best.explained) and _only_eps_differs(m, best)
+        ]
+        if not ties:
+            return ""
+        others = ", ".join(f"eps={m.candidate.changes['eps']!r}" for m in ties)
+        return (
+            f"; the candidate's precision ({self.dtype}) cannot separate "
+            f"eps={best.candidate.changes['eps']!r} from {others}"
+        )
+
+    def precision_note(self) -> str:
+        """On a pass: the alternatives that the candidate's precision cannot tell apart."""
+        if not self.indistinguishable:
+            return ""
+        first = self.indistinguishable[0]
+        others = ", ".join(
+            f"{a['option']}={a['alternative']!r}"
+            + (f" (as in {', '.join(a['as_in_presets'])})" if a["as_in_presets"] else "")
+            for a in self.indistinguishable
+        )
+        return (
+            f"the candidate's precision ({self.dtype}) cannot separate "
+            f"{first['option']}={first['reference']!r} from {others}: the candidate passes with "
+            + ("that too" if len(self.indistinguishable) == 1 else "those too")
+        )
 
     def text(self, max_rows: int = 10) -> str:
         c = self.comparison
@@ -315,6 +471,22 @@ class Report:
         lines.append(format_table(rows))
         if len(self.f) > max_rows:
             lines.append(f"... {len(self.f) - max_rows} more sample(s)")
+        lines += self._check_lines()
+        n_bad = int((~c.ok).sum())
+        lines.append(
+            f"overall: max abs err {c.abs_error.max():.3g}, max rel err "
+            f"{c.rel_error.max():.3g}; "
+            + ("MATCH" if self.passed else f"MISMATCH ({n_bad} of {len(c.ok)} samples)")
+        )
+        if self.precision_note():
+            lines.append("note: " + self.precision_note())
+        if self.diagnosis is not None or self.note:
+            lines += self._diagnosis_lines()
+        return "\n".join(lines)
+
+    def _check_lines(self) -> list[str]:
+        """Conservation, the rounding check and ill-conditioned samples, for :meth:`text`."""
+        c, lines = self.comparison, []
         cons = self.conservation()
         if cons is not None:
             gap = "n/a" if cons["max_abs_gap"] is None else f"{cons['max_abs_gap']:.3g}"
@@ -336,20 +508,33 @@ class Report:
                 f"precision that errors below {UNRESOLVED:g} max |R_ref| cannot be told from "
                 "rounding there"
             )
-        n_bad = int((~c.ok).sum())
-        lines.append(
-            f"overall: max abs err {c.abs_error.max():.3g}, max rel err "
-            f"{c.rel_error.max():.3g}; "
-            + ("MATCH" if self.passed else f"MISMATCH ({n_bad} of {len(c.ok)} samples)")
-        )
-        if self.diagnosis is not None or self.note:
-            best = f" [max rel err {self.diagnosis[0].max_rel_error:.2g}]" if self.diagnosis else ""
-            lines.append("diagnosis: " + self.diagnosis_message() + best)
-            for m in (self.diagnosis or [])[1:5]:
-                lines.append(
-                    f"  also: {m.candidate.description} [max rel err {m.max_rel_error:.2g}]"
-                )
-        return "\n".join(lines)
+        return lines
+
+    def _diagnosis_lines(self) -> list[str]:
+        full = bool(self.diagnosis) and len(self.diagnosis[0].explained) == len(self.failing)
+        message = self.diagnosis_message()
+        if full:  # the best match's error right after its description
+            head = "the candidate " + self.diagnosis[0].candidate.description
+            best = f" [max rel err {self.diagnosis[0].max_rel_error:.2g}]"
+            message = head + best + message[len(head) :]
+        lines = ["diagnosis: " + message]
+        n, leaders = len(self.failing), self.leaders()
+        others = [m for m in self.diagnosis or [] if all(m is not b for b in leaders)]
+        for m in others[:4]:
+            part = "" if len(m.explained) == n else f", explains {len(m.explained)} of {n}"
+            lines.append(
+                f"  also: {m.candidate.description} [max rel err {m.max_rel_error:.2g}{part}]"
+            )
+        return lines
+
+
+def _only_eps_differs(a: Match, b: Match) -> bool:
+    """The two matches change the same options, with the same values except ``eps``."""
+    ca, cb = a.candidate.changes, b.candidate.changes
+    kinds = {a.candidate.kind, b.candidate.kind}
+    if not kinds <= {"preset", "option"} or set(ca) != set(cb):
+        return False
+    return "eps" in ca and ca["eps"] != cb["eps"] and all(ca[k] == cb[k] for k in ca if k != "eps")
 
 
 # --- the diagnosis ------------------------------------------------------------------------------
@@ -526,22 +711,101 @@ def _run(net, x, target, cand: Candidate) -> np.ndarray:
     return explain(net, x, cand.method, target=target, preset=cand.preset, **opts).R
 
 
-def _diagnosis_rows(ok: np.ndarray) -> np.ndarray:
-    """The failing samples (up to :data:`DIAGNOSIS_SAMPLES`): a convention that explains them
-    need not explain the others, which may have been computed differently."""
-    return np.flatnonzero(~ok)[:DIAGNOSIS_SAMPLES]
+def _bind(cand: Candidate, net: Sequential, x: np.ndarray) -> Candidate:
+    """``cand`` for the samples ``x``: ``target='predicted'`` becomes the predicted classes,
+    fixed once in float64 (a rounding perturbation must not flip a near tie)."""
+    if not isinstance(cand.options.get("target"), str):
+        return cand
+    return replace(cand, options={**cand.options, "target": net(x).argmax(axis=1)})
+
+
+def _attempt(net, x, classes, cand: Candidate) -> np.ndarray | None:
+    """:func:`_run` on ``x``, or None where the convention does not apply (a ValueError, e.g.
+    negative inputs for the paper's z+)."""
+    try:
+        return _run(net, x, classes, _bind(cand, net, x))
+    except ValueError:
+        return None
 
 
 def _closer(err: np.ndarray, base: np.ndarray, factor: float = 0.25) -> bool:
     """The median sample's error is at most ``factor`` times the reference's error there."""
-    return bool(np.median(err / np.where(base > 0, base, np.inf)) <= factor)
+    with np.errstate(over="ignore"):
+        return bool(np.median(err / np.where(base > 0, base, np.inf)) <= factor)
 
 
-def _near(cmp: Comparison, factor: float = 1e3) -> bool:
-    """Within ``factor`` times the tolerance on every sample: worth a closer look."""
-    return bool(
-        np.all(cmp.finite & (cmp.abs_error <= factor * (cmp.rtol * cmp.scale + cmp.allowance)))
+def _near(cmp: Comparison, factor: float = 1e3) -> np.ndarray:
+    """Per sample: within ``factor`` times the tolerance, worth a closer look."""
+    return cmp.finite & (cmp.abs_error <= factor * (cmp.rtol * cmp.scale + cmp.allowance))
+
+
+def _judge(net, x, R, R_try, cand, classes, rtol, estimate, dtype, partial=False) -> Comparison:
+    """``R`` against the reference under ``cand`` (``R_try``, on ``x``).
+
+    The candidate's own conventions may be worse conditioned than the reference's: a near miss
+    is judged by the candidate's rounding estimate in ``dtype``, on the near samples if
+    ``partial``, else only when every sample is near (a match must explain them all).
+    """
+    cmp = compare(R, R_try, rtol, estimate)
+    near = _near(cmp) & ~cmp.ok
+    if not near.any() or not (partial or _near(cmp).all()):
+        return cmp
+    rows = np.flatnonzero(near) if partial else np.arange(len(R))
+    bound = _bind(cand, net, x[rows])
+    S = rounding_estimate(lambda n_, x_: _run(n_, x_, classes[rows], bound), net, x[rows], dtype)
+    est = np.array(estimate, dtype=np.float64)
+    est[rows] = np.maximum(est[rows], S)
+    return compare(R, R_try, rtol, est)
+
+
+def _explained(cmp: Comparison) -> np.ndarray:
+    """Indices of the samples that pass on their own and, together, pass the rounding check
+    (the population check of :class:`Comparison` on the explained samples only)."""
+    per = np.flatnonzero(cmp.finite & (cmp.abs_error <= cmp.rtol * cmp.scale + cmp.allowance))
+    sub = Comparison(
+        cmp.abs_error[per], cmp.scale[per], cmp.rtol, cmp.finite[per], cmp.estimate[per]
     )
+    return per[sub.ok]
+
+
+def _match(cand: Candidate, cmp: Comparison, rows: np.ndarray, dtype, group: int = 0) -> Match:
+    """``cand`` as a match of the samples ``rows`` it explains (:func:`_explained`)."""
+    local = _explained(cmp)
+    err = float(cmp.rel_error[local].max()) if len(local) else np.inf
+    return Match(cand, err, rows[local], bool(err <= unit_roundoff(dtype)), group)
+
+
+_ORDER = {"preset": 0, "target": 1, "option": 2, "method": 3}
+
+
+def _rank(m: Match) -> tuple:
+    """Best first: the most samples explained; then another method that matches exactly (the
+    other methods come last otherwise, but a candidate that is, say, gradient x input rounded
+    to its dtype was computed with that method, whatever single options come within a few
+    ulps); then a whole preset, the target, the fewest changed options, the smallest error."""
+    c = m.candidate
+    exact_method = m.exact and c.kind == "method"
+    return (-len(m.explained), not exact_method, _ORDER[c.kind], len(c.changes), m.max_rel_error)
+
+
+def _candidates(net, x, method, target, classes, preset, options, seed) -> list[Candidate]:
+    """Every convention the diagnosis tries (see :func:`diagnose`)."""
+    cands: list[Candidate] = []
+    if not (isinstance(target, str) and target == "predicted"):
+        if np.any(net(x).argmax(axis=1) != classes):  # in float64
+            cands.append(
+                Candidate(
+                    "matches when the predicted class is explained instead of the given target",
+                    method,
+                    preset,
+                    {"target": "predicted", **options},
+                    {"target": "predicted"},
+                    "target",
+                )
+            )
+    if method in RULES:
+        cands += _rule_candidates(method, preset, _rule_options(options), seed)
+    return cands + _method_candidates(method, preset, options)
 
 
 def diagnose(
@@ -560,57 +824,138 @@ def diagnose(
     estimate: np.ndarray,
     dtype=np.float64,
 ) -> tuple[list[Match], int]:
-    """Search the conventions for ones under which the reference equals ``R``.
+    """Search the conventions for ones under which the reference equals ``R`` on every sample.
 
     ``target`` is the user's (to decide whether the predicted class is worth a try),
     ``classes`` the explained class of every sample, used for every computation (a rounding
     perturbation must not flip a near tie). ``dtype`` is the precision the candidate was
     computed in (for the rounding estimate of a near miss). A match must be within tolerance
     and, on the median sample, at most a quarter of the reference's error. ``x``, ``R``,
-    ``R_ref``, ``target`` (if an array) and ``estimate`` are the samples to look at (the
-    failing ones). Candidates that give the reference's own numbers there are skipped. Returns
-    the matches, best first (a whole preset, then the fewest changed options), and the number
-    of configurations tried.
+    ``R_ref``, ``target`` (if an array) and ``estimate`` are the samples to look at (failing
+    ones: :func:`verify` searches up to :data:`DIAGNOSIS_SAMPLES` of them and then checks the
+    matches on all). Candidates that give the reference's own numbers there are skipped.
+    Returns the matches, best first (:func:`_rank`; ``explained`` indexes these samples), and
+    the number of configurations tried.
     """
-    cands: list[Candidate] = []
-    if not (isinstance(target, str) and target == "predicted"):
-        predicted = net(x).argmax(axis=1)  # fixed once, in float64
-        if np.any(predicted != classes):
-            cands.append(
-                Candidate(
-                    "matches when the predicted class is explained instead of the given target",
-                    method,
-                    preset,
-                    {"target": predicted, **options},
-                    {"target": "predicted"},
-                    "target",
-                )
-            )
-    if method in RULES:
-        cands += _rule_candidates(method, preset, _rule_options(options), seed)
-    cands += _method_candidates(method, preset, options)
+    cands = _candidates(net, x, method, target, classes, preset, options, seed)
     base = compare(R, R_ref, rtol, estimate).abs_error  # how far off the reference is
     matches, tried = [], 0
     for cand in cands:
-        try:
-            R_try = _run(net, x, classes, cand)
-        except ValueError:  # a convention that does not apply here (e.g. negative inputs)
+        R_try = _attempt(net, x, classes, cand)
+        if R_try is None:
             continue
         tried += 1
         if compare(R_try, R_ref, rtol, estimate).abs_error.max() == 0:
             continue  # the reference's own numbers: explains nothing
-        cmp = compare(R, R_try, rtol, estimate)
-        if not cmp.passed and _near(cmp):
-            # the candidate's own conventions may be worse conditioned than the reference's:
-            # judge a near miss by the candidate's rounding estimate
-            S = rounding_estimate(lambda n_, x_, c=cand: _run(n_, x_, classes, c), net, x, dtype)
-            cmp = compare(R, R_try, rtol, np.maximum(estimate, S))
+        cmp = _judge(net, x, R, R_try, cand, classes, rtol, estimate, dtype)
         # a match must explain the difference: typically much closer than the reference
         if cmp.passed and _closer(cmp.abs_error, base):
-            matches.append(Match(cand, float(cmp.rel_error.max())))
-    order = {"preset": 0, "target": 1, "option": 2, "method": 3}
-    matches.sort(key=lambda m: (order[m.candidate.kind], len(m.candidate.changes), m.max_rel_error))
+            matches.append(_match(cand, cmp, np.arange(len(R)), R.dtype))
+    matches.sort(key=_rank)
     return matches, tried
+
+
+def _recheck(m: Match, net, x, R, classes, rtol, estimate, dtype, rows) -> Match:
+    """Match ``m`` judged again on the samples ``rows`` (indices into the batch)."""
+    R_try = _attempt(net, x[rows], classes[rows], m.candidate)
+    if R_try is None:
+        return replace(m, explained=rows[:0])
+    args = (m.candidate, classes[rows], rtol, estimate[rows], dtype)
+    cmp = _judge(net, x[rows], R[rows], R_try, *args, partial=True)
+    return _match(m.candidate, cmp, rows, R.dtype, m.group)
+
+
+def _diagnose_failing(net, x, R, R_ref, failing, *, target, classes, estimate, dtype, **kw):
+    """:func:`diagnose` on the failing samples ``failing`` (indices into the batch).
+
+    Each search looks at the first :data:`DIAGNOSIS_SAMPLES` samples still unexplained; its
+    matches are then judged on all of them, so that a match names the samples it explains.
+    Up to :data:`DIAGNOSIS_ROUNDS` searches, each on what the best matches so far left
+    unexplained; in a batch that a first search showed to be mixed, a search that finds
+    nothing is retried on the first :data:`DIAGNOSIS_RETRY` (the next block of samples may
+    begin within the first 32). Returns the matches (by search, each best first) and the
+    configurations tried.
+    """
+    matches, tried, left, size = [], 0, np.asarray(failing), DIAGNOSIS_SAMPLES
+    for _ in range(DIAGNOSIS_ROUNDS):
+        rows = left[:size]
+        t = target if np.ndim(target) == 0 else np.asarray(target)[rows]
+        found, n = diagnose(
+            net, x[rows], R[rows], R_ref[rows], target=t, classes=classes[rows],
+            estimate=estimate[rows], dtype=dtype, **kw,
+        )  # fmt: skip
+        tried += n
+        found = _on_all(found, matches, rows, left, net, x, R, classes, kw["rtol"], estimate, dtype)
+        if not found:
+            if not matches or len(rows) <= DIAGNOSIS_RETRY:
+                break
+            size = DIAGNOSIS_RETRY
+            continue
+        matches += found
+        left, size = np.setdiff1d(left, found[0].explained), DIAGNOSIS_SAMPLES
+        if not len(left):
+            break
+    return matches, tried
+
+
+def _on_all(found, matches, rows, left, net, x, R, classes, rtol, estimate, dtype) -> list[Match]:
+    """The new matches of a search on ``rows``, judged on all of ``left``, best first."""
+    group = len({m.group for m in matches})
+    known = {m.candidate.description for m in matches}
+    found = [replace(m, group=group) for m in found if m.candidate.description not in known]
+    if len(rows) == len(left):  # the search saw them all
+        found = [replace(m, explained=rows[m.explained]) for m in found]
+    else:
+        found = [_recheck(m, net, x, R, classes, rtol, estimate, dtype, left) for m in found]
+    return sorted((m for m in found if len(m.explained)), key=_rank)
+
+
+def _precision_level(rel: np.ndarray, dtype) -> str | None:
+    """The precision below ``dtype`` at whose rounding level the errors ``rel`` (per sample,
+    relative to ``max |R_ref|``) are: their largest within :data:`PRECISION_BAND` times its
+    unit roundoff (float16: 2**-11), or None."""
+    if not len(rel) or not np.isfinite(rel).all():
+        return None
+    top = float(rel.max())
+    for low in (np.float32, np.float16):
+        u = unit_roundoff(low)
+        if u > unit_roundoff(dtype) and PRECISION_BAND[0] * u <= top <= PRECISION_BAND[1] * u:
+            return np.dtype(low).name
+    return None
+
+
+def _preset_eps(method: str, current: float) -> dict[float, list[str]]:
+    """The stabilizer epsilons other than ``current`` that the presets use for ``method``."""
+    out: dict[float, list[str]] = {}
+    for name, q in PRESETS.items():
+        if method in q.missing:
+            continue
+        eps = q.full_options(method).get("eps")
+        if eps is not None and eps != current:
+            out.setdefault(eps, []).append(name)
+    return dict(sorted(out.items()))
+
+
+def _indistinguishable(net, x, R, R_ref, method, p, options, seed, classes, rtol, estimate):
+    """The presets' other epsilons for ``method`` under which ``R`` passes too.
+
+    Below the candidate's resolution a stabilizer difference does not show: e.g. Captum's
+    1e-9 and Zennit's 1e-6 where no denominator is near 1e-6 in float32. Alternatives that give
+    the reference's own numbers are left out (they are the same convention here).
+    """
+    current = {**p.full_options(method, **_rule_options(options)), "seed": seed}
+    if "eps" not in current:
+        return []
+    out = []
+    for eps, names in _preset_eps(method, current["eps"]).items():
+        cand = Candidate(f"eps={eps!r}", method, p, {**current, "eps": eps}, {"eps": eps})
+        R_alt = _attempt(net, x, classes, cand)
+        if R_alt is None or np.array_equal(R_alt.reshape(R_ref.shape), R_ref):
+            continue
+        if compare(R, R_alt, rtol, estimate).passed:
+            entry = {"option": "eps", "reference": current["eps"], "alternative": eps}
+            out.append({**entry, "as_in_presets": names})
+    return out
 
 
 # --- verify -------------------------------------------------------------------------------------
@@ -658,6 +1003,14 @@ def verify(
     tolerance is ``rtol * max |R_ref| + 32 S`` with ``S`` the spread of the result under rounding
     in the less precise of the candidate's and the net's dtypes
     (:func:`refimpl.explain.rounding.rounding_estimate`).
+
+    A candidate with NaN or inf gets that as its diagnosis (where, by sample), with no search.
+    Otherwise the diagnosis (:func:`_diagnose_failing`) searches on up to
+    :data:`DIAGNOSIS_SAMPLES` failing samples and judges its matches on all of them; each
+    :class:`Match` lists the samples it explains. In float32 (or a float32 net) a pass lists in
+    :attr:`Report.indistinguishable` the other presets' epsilons for the rule under which the
+    candidate passes as well: a stabilizer difference below the candidate's resolution (e.g.
+    Captum's 1e-9 against 1e-7) cannot be detected.
     """
     if not isinstance(net, Sequential):
         raise TypeError(f"net must be a refimpl Sequential, got {type(net).__name__}")
@@ -695,6 +1048,8 @@ def verify(
     cmp = compare(R, ref.R, rtol, S)
     R64 = R.astype(np.float64).reshape(len(R), -1)
     R_ref = ref.R.reshape(len(R), -1)
+    with np.errstate(over="ignore"):  # a huge but finite candidate: its sums may overflow
+        sum_candidate = R64.sum(axis=1)
     report = Report(
         method=method,
         preset=p.name,
@@ -703,13 +1058,22 @@ def verify(
         rtol=rtol,
         f=ref.f,
         target=c,
-        sum_candidate=R64.sum(axis=1),
+        sum_candidate=sum_candidate,
         sum_reference=R_ref.sum(axis=1),
         reference_max=np.abs(R_ref).max(axis=1),
         comparison=cmp,
         nonfinite=int((~np.isfinite(R64)).sum()),
+        dtype=np.dtype(low).name,
     )
-    if cmp.passed or not diagnose_mismatch:
+    if report.nonfinite:
+        report.note = _nonfinite_cause(R64, cmp)
+        return report
+    if cmp.passed:
+        if low != np.float64 and method in RULES and rules is None:
+            args = (method, p, options, seed, c, rtol, S)
+            report.indistinguishable = _indistinguishable(net64, x64, R, ref.R, *args)
+        return report
+    if not diagnose_mismatch:
         return report
     if rules is not None or method == "taylor":
         report.note = (
@@ -717,24 +1081,35 @@ def verify(
             "map or Taylor, verify layer rules one at a time"
         )
         return report
-    rows = _diagnosis_rows(cmp.ok)
-    t = target if np.ndim(target) == 0 else np.asarray(target)[rows]
-    report.diagnosis, report.tried = diagnose(
+    report.diagnosis, report.tried = _diagnose_failing(
         net64,
-        x64[rows],
-        R[rows],
-        ref.R[rows],
-        method,
-        target=t,
-        classes=c[rows],
+        x64,
+        R,
+        ref.R,
+        report.failing,
+        method=method,
+        target=target,
+        classes=c,
         preset=p,
         options=options,
         seed=seed,
         rtol=rtol,
-        estimate=S[rows],
+        estimate=S,
         dtype=low,
     )
+    report.precision = _precision_level(cmp.rel_error[report.unexplained()], low)
     return report
+
+
+def _nonfinite_cause(R: np.ndarray, cmp: Comparison) -> str:
+    """The diagnosis of a candidate with NaN or inf: that is the cause; no search is run."""
+    others = int((cmp.finite & ~cmp.ok).sum())
+    return (
+        _nonfinite_note(R)
+        + " (no convention search: the reference is finite everywhere; a peer gives NaN or inf "
+        "where it divides by a zero denominator, refimpl drops that share)"
+        + (f"; {others} finite sample(s) fail too" if others else "")
+    )
 
 
 def _rule_options(options: dict) -> dict:

@@ -194,6 +194,113 @@ def test_the_diagnosis_looks_at_the_failing_samples(case):
     assert report.diagnosis == []  # nothing explains it; in particular not the target
 
 
+def test_a_convention_that_explains_some_failing_samples_says_how_many(case):
+    net, _ = case
+    x = np.random.default_rng(11).uniform(-1, 1, (80, 12))
+    onehot = explain(net, x, "lrp-epsilon", eps=0.3, seed="onehot").R
+    R = explain(net, x, "lrp-epsilon", eps=0.3).R
+    # 32 samples seeded with 1, 32 sign-flipped: the seeding explains only half of them
+    mixed = np.concatenate([onehot[:32], -R[32:64]])
+    report = verify(net, x[:64], mixed, "lrp-epsilon", eps=0.3)
+    assert report.diagnosis_message() == (
+        "the candidate matches with the output seeded with 1 instead of f(x) (as in zennit): "
+        "explains 32 of 64 failing samples (samples 0-31); the other 32 are unexplained "
+        "(samples 32-63)"
+    )
+    d = report.to_dict()["diagnosis"]
+    assert not d["explained"] and (d["failing_samples"], d["explained_samples"]) == (64, 32)
+    assert d["unexplained"] == list(range(32, 64))
+    assert d["matches"][0]["explains_samples"] == 32
+    assert d["matches"][0]["samples"] == list(range(32))
+    # three blocks, the second starting inside the first search's 32 samples: both are named
+    eps = explain(net, x, "lrp-epsilon", eps=0.01).R
+    mixed = np.concatenate([onehot[:40], eps[40:60], -R[60:]])
+    msg = verify(net, x, mixed, "lrp-epsilon", eps=0.3).diagnosis_message()
+    assert "seeded with 1 instead of f(x) (as in zennit): explains 40 of 80" in msg, msg
+    assert "eps=0.01: explains 20 (samples 40-59)" in msg, msg
+    assert msg.endswith("the other 20 are unexplained (samples 60-79)"), msg
+
+
+def test_an_exact_match_with_another_method_is_named_first(case):
+    net, x = case
+    R = explain(net, x, "gradient_x_input").R
+    report = verify(net, x, R, "lrp-epsilon")
+    # LRP-0-like options (zero_only stabilizer, eps=1e-16) also match, within a few ulps
+    assert report.diagnosis_message() == (
+        "the candidate matches method 'gradient_x_input' under preset 'paper'"
+    )
+    matches = report.to_dict()["diagnosis"]["matches"]
+    assert matches[0]["method"] == "gradient_x_input" and matches[0]["exact"]
+    assert len(matches) > 1 and not matches[1]["exact"]
+
+
+def test_nan_and_inf_are_named_as_the_cause_without_a_search(case, monkeypatch, tmp_path, capsys):
+    import refimpl.verify as v
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the conventions were searched")
+
+    monkeypatch.setattr(v, "diagnose", no_search)
+    net, _ = case
+    x = np.random.default_rng(5).uniform(-1, 1, (9, 12))
+    R = explain(net, x, "lrp-epsilon").R.copy()
+    R[3, 1] = R[7, 0] = np.nan
+    R[2, 5] = -np.inf
+    report = verify(net, x, R, "lrp-epsilon")
+    assert report.diagnosis is None and not report.passed
+    assert report.diagnosis_message().startswith(
+        "the candidate has NaN at samples 3, 7 and inf at sample 2 (no convention search"
+    )
+    save_model(tmp_path / "m.npz", net)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "nan.npy", R)
+    args = [str(tmp_path / f) for f in ("m.npz", "x.npy", "nan.npy")]
+    assert main(["verify", *args, "--method", "lrp-epsilon"]) == 1
+    assert "diagnosis: the candidate has NaN at samples 3, 7" in capsys.readouterr().out
+
+
+def test_errors_at_float16_rounding_level_are_named_as_a_precision_issue(case):
+    net, x = case
+    R = explain(net, x, "lrp-epsilon").R
+    hint = "a likely precision issue: errors are at {0} rounding level (candidate computed in {0}?)"
+    for stored in (np.float64, np.float32):
+        R16 = R.astype(np.float16).astype(stored)
+        report = verify(net, x, R16, "lrp-epsilon")
+        assert report.diagnosis == [] and report.diagnosis_message().endswith(
+            hint.format("float16")
+        ), report.diagnosis_message()
+        assert report.to_dict()["diagnosis"]["precision"] == "float16"
+    # a float32 result saved as float64, judged as float64
+    report = verify(net, x, R.astype(np.float32).astype(np.float64), "lrp-epsilon")
+    assert report.diagnosis_message().endswith(hint.format("float32"))
+    # errors far above float16's level are not a precision issue
+    noisy = R + np.random.default_rng(0).normal(0, 0.1, R.shape)
+    assert "precision" not in verify(net, x, noisy, "lrp-epsilon").diagnosis_message()
+
+
+def test_a_float32_pass_says_which_epsilons_its_precision_cannot_separate(case):
+    net, x = case
+    net32, x32 = copy.deepcopy(net).astype(np.float32), x.astype(np.float32)
+    R32 = explain(net32, x32, "lrp-epsilon", preset="captum").R
+    report = verify(net32, x32, R32, "lrp-epsilon", preset="captum")
+    assert report.passed
+    # the known limit: Captum's 1e-9 and Zennit's 1e-6 both pass here in float32
+    assert verify(net32, x32, R32, "lrp-epsilon", preset="captum", eps=1e-6).passed
+    note = report.to_dict()["precision_note"]
+    assert note.startswith("the candidate's precision (float32) cannot separate eps=1e-09 from ")
+    assert "eps=1e-06 (as in paper, zennit)" in note and "note: " + note in report.text()
+    alternatives = [a["alternative"] for a in report.to_dict()["indistinguishable"]]
+    assert 1e-6 in alternatives and 1e-9 not in alternatives
+    # a wrong epsilon in float32: the matches the precision cannot separate are named
+    R32 = explain(net32, x32, "lrp-epsilon", eps=1e-9).R
+    msg = verify(net32, x32, R32, "lrp-epsilon", eps=0.3).diagnosis_message()
+    assert "the candidate's precision (float32) cannot separate eps=1e-09 from" in msg, msg
+    # in float64 the same epsilons are told apart
+    R64 = explain(net, x, "lrp-epsilon", preset="captum").R
+    report = verify(net, x, R64, "lrp-epsilon", preset="captum")
+    assert report.passed and report.indistinguishable == [] and not report.precision_note()
+
+
 def test_the_toolbox_preset_is_tried_with_alpha_and_beta_given(case):
     net, x = case
     R = explain(net, x, "lrp-alpha-beta", preset="toolbox", alpha=2.0).R
@@ -289,6 +396,24 @@ def test_cli_exit_codes_and_json(files, capsys):
     }
     split = ["--inputs", "split", "--no-diagnosis"]
     assert main(["verify", *args, "--target", str(d / "t.npy"), *split]) == 1
+
+
+def test_cli_json_of_a_huge_finite_candidate_is_a_valid_mismatch_report(files, capsys):
+    d = files
+    huge = np.full((6, 12), 1e308)
+    huge[:, ::2] = -1e308  # the sums stay finite, errors / estimates overflow
+    np.save(d / "huge.npy", huge)
+    np.save(d / "huge_sum.npy", np.full((6, 12), 1e308))  # here the sums overflow too
+    for name in ("huge.npy", "huge_sum.npy"):
+        args = [str(d / "m.npz"), str(d / "x.npy"), str(d / name), "--method", "lrp-epsilon"]
+        assert main(["verify", *args, "--json"]) == 1
+        captured = capsys.readouterr()
+        report = json.loads(captured.out)
+        assert captured.err == "" and report["verdict"] == "mismatch"
+        assert report["max_abs_error"] == pytest.approx(1e308)
+        assert report["max_rel_error"] is None  # inf: not JSON, so null
+        assert report["samples"][0]["error_over_estimate"] is None
+        assert report["diagnosis"]["message"].startswith("no convention explains")
 
 
 def test_cli_usage_errors_exit_2(files, capsys):
