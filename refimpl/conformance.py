@@ -27,6 +27,8 @@ manifest's tolerance: per sample, ``max_i |R_i - R_ref_i| <= rtol max_i |R_ref_i
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import secrets
@@ -602,6 +604,7 @@ def _check_destination(target: Path, overwrite: bool) -> bool:
     """Raise if ``target`` may not be written; return True if it must be replaced."""
     if target.is_symlink():
         raise ValueError(f"directory {str(target)!r} is a symbolic link; give a real path")
+    _check_parent_writable(target)
     if not target.exists():
         return False
     if not target.is_dir():
@@ -621,34 +624,83 @@ def _check_destination(target: Path, overwrite: bool) -> bool:
     return True
 
 
-def _relax_modes(root: Path) -> None:
-    """Give every file the mode a plain ``open`` would (atomic writes create them 0600)."""
-    probe = root / ".mode-probe"
-    with open(probe, "x"):
-        pass
-    mode = probe.stat().st_mode & 0o777
-    probe.unlink()
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            path.chmod(mode)
+def _check_parent_writable(target: Path) -> None:
+    """Raise ``PermissionError`` if the nearest existing parent of ``target`` is not writable."""
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"cannot write directory {str(target)!r}: {str(parent)!r} is not writable"
+        )
 
 
 def _sibling(target: Path, tag: str) -> Path:
     return target.parent / f".{target.name}.{secrets.token_hex(6)}.{tag}"
 
 
+RENAME_EXCHANGE = 2
+"""``renameat2`` flag (Linux 3.15+): swap two paths atomically."""
+_AT_FDCWD = -100
+_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the directories ``a`` and ``b`` in one step with Linux ``renameat2``.
+
+    Returns
+    -------
+    bool
+        True if swapped; False if ``renameat2`` or ``RENAME_EXCHANGE`` is unavailable (not
+        Linux, an old C library, or a file system without support: EINVAL, ENOSYS, EOPNOTSUPP).
+
+    Raises
+    ------
+    OSError
+        Any other failure of ``renameat2``; nothing was changed.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    c_int, c_path = ctypes.c_int, ctypes.c_char_p
+    renameat2.argtypes = [c_int, c_path, c_int, c_path, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in _UNSUPPORTED:
+        return False
+    raise OSError(err, f"cannot swap {str(a)!r} and {str(b)!r}: {os.strerror(err)}")
+
+
 def _move_into_place(tmp: Path, target: Path, overwrite: bool, say) -> None:
-    """Rename ``tmp`` to ``target``; a replaced set is renamed aside first, then removed."""
+    """Move the finished set ``tmp`` to ``target``, replacing a previous set without a gap.
+
+    A previous set is swapped with ``tmp`` in one step (:func:`_exchange`), so ``target``
+    always holds a complete set, and then removed from ``tmp``. Where the swap is unavailable,
+    the previous set is renamed aside and ``tmp`` renamed to ``target``: between the two renames
+    (microseconds) ``target`` does not exist.
+    """
     if not _check_destination(target, overwrite):
         os.replace(tmp, target)  # target absent or an empty directory
         return
-    old = _sibling(target, "old")
-    os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
+    if _exchange(tmp, target):
+        old = tmp  # now holds the previous set
+    else:
+        old = _sibling(target, "old")
+        os.rename(target, old)
+        try:
+            os.rename(tmp, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+    _remove_replaced(old, say)
+
+
+def _remove_replaced(old: Path, say: Callable[[str], None]) -> None:
+    """Delete the replaced set at ``old``; say so if it cannot be removed."""
     shutil.rmtree(old, ignore_errors=True)
     if old.exists():
         say(f"could not remove the replaced set, left at {old}")
@@ -664,7 +716,11 @@ def export_conformance(
 
     The set is built in a temporary sibling directory (``.NAME.XXXX.tmp``) and renamed into
     place at the end, so ``directory`` never holds a partial set: an exception on the way
-    removes the temporary directory and leaves ``directory`` as it was.
+    removes the temporary directory and leaves ``directory`` as it was. A previous set is
+    replaced by swapping the two directories in one step (Linux ``renameat2`` with
+    ``RENAME_EXCHANGE``), so ``directory`` always holds a complete set; where that is
+    unavailable (another OS, or a file system without it) the previous set is renamed aside
+    first, leaving a window of microseconds in which ``directory`` does not exist.
 
     Parameters
     ----------
@@ -690,6 +746,8 @@ def export_conformance(
     ValueError
         If ``directory`` exists and is not empty (without ``overwrite``), is not a directory,
         is a symbolic link, or is not a conformance set (with ``overwrite``).
+    PermissionError
+        If the directory that would hold ``directory`` is not writable.
     """
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"directory must be a str or PathLike, got {type(directory).__name__}")
@@ -709,7 +767,6 @@ def export_conformance(
     try:
         cases = [_write_case(tmp, build(), say) for build in CASES]
         _write_json(tmp / MANIFEST, _manifest(cases))
-        _relax_modes(tmp)
         _move_into_place(tmp, target, overwrite, say)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,6 +9,7 @@ optional extra ``[torch]``). They are held to the manifest's tolerance, per samp
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -322,6 +323,92 @@ def test_an_interrupted_overwrite_keeps_the_previous_set(tmp_path, monkeypatch):
         export_conformance(target, overwrite=True)
     assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
     assert siblings(target) == []
+
+
+def _watch_renames(monkeypatch, target: Path) -> list[tuple[str, str]]:
+    """Record every rename of the export; fail if one leaves ``target`` without a manifest."""
+    calls: list[tuple[str, str]] = []
+    for name in ("rename", "replace"):
+        real = getattr(os, name)
+
+        def watched(src, dst, *args, _real=real, **kwargs):
+            _real(src, dst, *args, **kwargs)
+            calls.append((str(src), str(dst)))
+            assert (target / MANIFEST).is_file(), f"{target} has no manifest after {src} -> {dst}"
+
+        monkeypatch.setattr(os, name, watched)
+    return calls
+
+
+def test_overwrite_swaps_the_sets_so_the_directory_always_holds_one(tmp_path, monkeypatch):
+    target = tmp_path / "set"
+    export_conformance(target)
+    (target / "marker-of-the-old-set").write_text("old")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    if not conformance._exchange(a, b):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
+    renames = _watch_renames(monkeypatch, target.absolute())
+    swaps, removed = [], []
+    real_exchange, real_remove = conformance._exchange, conformance._remove_replaced
+
+    def exchange(x, y):
+        assert (target / "marker-of-the-old-set").exists()
+        swapped = real_exchange(x, y)
+        swaps.append(swapped)
+        assert load_manifest(target)["format"] == FORMAT
+        return swapped
+
+    def remove(old, say):
+        # the previous set sits at ``old``; the new, complete one is already at ``target``
+        assert (old / "marker-of-the-old-set").exists() and (old / MANIFEST).is_file()
+        assert not (target / "marker-of-the-old-set").exists()
+        assert load_manifest(target)["format"] == FORMAT
+        removed.append(old)
+        real_remove(old, say)
+
+    monkeypatch.setattr(conformance, "_exchange", exchange)
+    monkeypatch.setattr(conformance, "_remove_replaced", remove)
+    export_conformance(target, overwrite=True)
+    assert swaps == [True] and len(removed) == 1
+    assert not any(src == str(target.absolute()) for src, _ in renames)  # never moved away
+    assert siblings(target) == ["a", "b"]
+    assert not (target / "marker-of-the-old-set").exists()
+
+
+def test_overwrite_falls_back_to_two_renames_without_renameat2(tmp_path, monkeypatch):
+    target = tmp_path / "set"
+    export_conformance(target)
+    (target / "marker-of-the-old-set").write_text("old")
+    monkeypatch.setattr(conformance, "_exchange", lambda a, b: False)
+    moved = []
+    real_rename = os.rename
+    monkeypatch.setattr(os, "rename", lambda s, d: (moved.append(str(s)), real_rename(s, d)))
+    export_conformance(target, overwrite=True)
+    assert moved[0] == str(target.absolute())  # the previous set was renamed aside first
+    assert load_manifest(target)["format"] == FORMAT
+    assert not (target / "marker-of-the-old-set").exists()
+    assert siblings(target) == []
+
+
+def test_exchange_reports_unsupported_and_raises_on_other_errors(tmp_path):
+    a = tmp_path / "a"
+    (a / "inside").mkdir(parents=True)
+    assert conformance._exchange(a, a / "inside") is False  # EINVAL: a path inside the other
+    assert (a / "inside").is_dir()
+    with pytest.raises(OSError, match="cannot swap .*: No such file or directory"):
+        conformance._exchange(tmp_path / "missing", a)
+
+
+def test_an_unwritable_parent_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    monkeypatch.setattr(conformance, "_run", lambda *a: pytest.fail("work started"))
+    with pytest.raises(
+        PermissionError,
+        match=r"cannot write directory '.*set': '.*' is not "
+        "writable",
+    ):
+        export_conformance(tmp_path / "set")
 
 
 def test_two_exports_are_byte_identical(tmp_path, exported):

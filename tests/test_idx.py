@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
+import signal
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from refimpl import idx
 from refimpl.idx import DTYPE_CODES, IdxFormatError, read_idx, write_idx
 
 NATIVE_DTYPES = [d.newbyteorder("=") for d in DTYPE_CODES.values()]
@@ -152,3 +156,95 @@ def test_valid_catalogue_base_reads(tmp_path):
     expected = np.arange(60, dtype=np.uint8).reshape(3, 4, 5)
     np.testing.assert_array_equal(read_idx(tmp_path / "ok.idx"), expected)
     np.testing.assert_array_equal(read_idx(tmp_path / "ok.idx.gz"), expected)
+
+
+# --- what a header may claim, gzip bombs, special files ----------------------------------------
+
+
+def test_a_header_claiming_a_terabyte_is_refused_naming_shape_and_bytes(tmp_path):
+    header = bytes.fromhex("0000 0802 000f4240 000f4240")  # uint8, (10^6, 10^6): 10^12 bytes
+    for name, content in [("raw.idx", header), ("gz.idx.gz", gzip.compress(header))]:
+        (tmp_path / name).write_bytes(content + bytes(100))
+        with pytest.raises(
+            IdxFormatError,
+            match=r"header claims shape \(1000000, 1000000\) of uint8, 1000000000000 data bytes, "
+            "more than MAX_IDX_BYTES = 2147483648",
+        ):
+            read_idx(tmp_path / name)
+    assert idx.MAX_IDX_BYTES == 2**31
+
+
+def _peak_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_gzip_bomb_is_stopped_once_past_the_claimed_size(tmp_path):
+    """50 MB of zeros behind a header claiming 10 bytes: a few MB of memory at most."""
+    path = tmp_path / "bomb.idx.gz"
+    with gzip.open(path, "wb", compresslevel=1) as g:
+        g.write(bytes.fromhex("0000 0801 0000000a") + bytes(10))
+        for _ in range(50):
+            g.write(bytes(2**20))
+    assert path.stat().st_size < 2**20
+
+    def read():
+        with pytest.raises(
+            IdxFormatError,
+            match="more than 65536 trailing extra bytes.*10 data "
+            "bytes expected; decompression stopped",
+        ):
+            read_idx(path)
+
+    assert _peak_bytes(read) < 8 * 2**20
+
+
+def test_a_gzip_stream_shorter_than_its_large_claim_costs_only_what_is_there(tmp_path):
+    path = tmp_path / "short.idx.gz"
+    path.write_bytes(gzip.compress(bytes.fromhex("0000 0801 40000000") + bytes(1000)))
+
+    def read():
+        with pytest.raises(
+            IdxFormatError, match="data truncated.*1073741824 data bytes expected, found 1000"
+        ):
+            read_idx(path)
+
+    assert _peak_bytes(read) < 8 * 2**20
+
+
+def test_gzip_trailing_bytes_are_counted_exactly_when_few(tmp_path):
+    path = tmp_path / "t.idx.gz"
+    path.write_bytes(gzip.compress(VALID + bytes(5)))
+    with pytest.raises(IdxFormatError, match=r"\(after gzip decompression\): 5 trailing extra"):
+        read_idx(path)
+
+
+def _timeout(signum, frame):
+    raise TimeoutError("blocked: the FIFO was opened for reading")
+
+
+def test_a_directory_or_fifo_is_refused_before_opening(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory, expected an IDX file"):
+        read_idx(tmp_path)
+    os.mkfifo(tmp_path / "pipe")
+    previous = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(5)  # opening a FIFO for reading blocks: fail instead of hanging
+    try:
+        with pytest.raises(
+            IdxFormatError, match=r"IDX file '.*pipe' is not a regular file \(a FIFO"
+        ):
+            read_idx(tmp_path / "pipe")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_concatenated_gzip_members_still_read(tmp_path):
+    path = tmp_path / "two.idx.gz"
+    path.write_bytes(gzip.compress(VALID[:30]) + gzip.compress(VALID[30:]))
+    np.testing.assert_array_equal(read_idx(path), np.arange(60, dtype=np.uint8).reshape(3, 4, 5))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -157,7 +160,7 @@ CATALOGUE = {
     "no spec": "not a refimpl model file",
     "not a zip": "not a readable .npz",
     "truncated": "not a readable .npz",
-    "empty": "not a readable .npz",
+    "empty": r"is empty \(0 bytes\)",
     "npy not npz": "not an .npz archive",
     "pickled object": "not a readable .npz|0-d string",
     "unknown dense key": "unknown config key",
@@ -260,3 +263,195 @@ def test_corrupt_flatten_model_files_raise_documented_error(tmp_path, change, ma
     _write(tmp_path / "bad.npz", spec, arrays)
     with pytest.raises(ModelFileError, match=match):
         load_model(tmp_path / "bad.npz")
+
+
+# --- paths that are not files; zip bombs and unexpected members ---------------------------------
+
+
+def test_a_directory_fifo_or_empty_model_path_says_so(tmp_path):
+    with pytest.raises(
+        IsADirectoryError,
+        match=r"model file '.*' is a directory, expected a "
+        r"\.npz model file",
+    ):
+        load_model(tmp_path)
+    os.mkfifo(tmp_path / "pipe.npz")
+    previous = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(5)  # opening a FIFO for reading blocks: fail instead of hanging
+    try:
+        with pytest.raises(ModelFileError, match=r"'.*pipe.npz' is not a regular file \(a FIFO"):
+            load_model(tmp_path / "pipe.npz")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"model file '.*empty.npz' is empty \(0 bytes\)"):
+        load_model(tmp_path / "empty.npz")
+
+
+def _timeout(signum, frame):
+    raise TimeoutError("blocked: the FIFO was opened for reading")
+
+
+def _write_members(path, members, compression=zipfile.ZIP_DEFLATED):
+    """Write a model archive by hand: ``members`` maps a member name to an array or to a
+    function that writes the member's bytes into the open zip stream."""
+    with zipfile.ZipFile(path, "w", compression=compression, compresslevel=1) as zf:
+        for name, value in members.items():
+            with zf.open(name, "w", force_zip64=True) as m:
+                if callable(value):
+                    value(m)
+                else:
+                    np.lib.format.write_array(m, np.asanyarray(value), allow_pickle=False)
+
+
+def _members(net=NET):
+    return {"__spec__.npy": np.array(json.dumps(_spec(net)))} | {
+        f"{n}.npy": a for n, a in _arrays(net).items()
+    }
+
+
+def _zeros_after(array, n_bytes):
+    def write(m):
+        np.lib.format.write_array(m, array)
+        for _ in range(n_bytes // 2**20):
+            m.write(bytes(2**20))
+
+    return write
+
+
+def _claims(shape):
+    """A member whose header claims ``shape`` float64 zeros, written in 1 MB chunks."""
+
+    def write(m):
+        header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(m, header)
+        left = 8 * int(np.prod(shape))
+        while left:
+            m.write(bytes(min(left, 2**20)))
+            left -= min(left, 2**20)
+
+    return write
+
+
+def _peak_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize(
+    ("member", "writer", "match"),
+    [
+        (
+            "layers.0.W.npy",
+            _zeros_after(_arrays(NET)["layers.0.W"], 50 * 2**20),
+            r"member 'layers.0.W.npy' declares 52429024 bytes uncompressed, but its .npy header "
+            r"\(shape \(3, 4\), dtype float64\) accounts for 224; refusing to read it",
+        ),
+        (
+            "layers.0.W.npy",
+            _claims((1_600_000, 4)),
+            r"array 'layers.0.W' of shape \(1600000, 4\) \(per its .npy header\) does not chain: "
+            "the layers before it give 3 values",
+        ),
+        (
+            "layers.2.b.npy",
+            _claims((6_500_000,)),
+            r"array 'layers.2.b' has shape \(6500000,\) \(per its .npy header\); b must have "
+            r"shape \(2,\) to match W \(4, 2\)",
+        ),
+    ],
+    ids=["zeros after the array", "W larger than the spec", "b larger than W"],
+)
+def test_a_zip_bomb_is_refused_before_its_data_is_decompressed(tmp_path, member, writer, match):
+    path = tmp_path / "bomb.npz"
+    _write_members(path, _members() | {member: writer})
+    assert path.stat().st_size < 2**20  # about 50 MB of zeros, compressed
+
+    def load():
+        with pytest.raises(ModelFileError, match=match):
+            load_model(path)
+
+    assert _peak_bytes(load) < 4 * 2**20
+
+
+def test_the_total_declared_size_is_capped(tmp_path, monkeypatch):
+    from refimpl import modelfile
+
+    save_model(tmp_path / "n.npz", NET)
+    assert modelfile.MAX_MODEL_BYTES == 2**30
+    monkeypatch.setattr(modelfile, "MAX_MODEL_BYTES", 500)
+    with pytest.raises(
+        ModelFileError,
+        match=r"declare more than 500 bytes uncompressed "
+        r"\(MAX_MODEL_BYTES\) by member '.*'.*refusing to decompress",
+    ):
+        load_model(tmp_path / "n.npz")
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({"README.txt": lambda m: m.write(b"hello")}, r"unexpected member 'README.txt'; a model"),
+        ({"sub/x.npy": np.ones(2)}, r"unexpected member 'sub/x.npy'"),
+        ({"layers.1.W.npy": np.ones((4, 4))}, r"layers\[1\] \(relu\): layer 'relu' takes no arr"),
+        ({"layers.0.c.npy": np.ones(4)}, r"needs arrays \['W', 'b'\], got \['W', 'b', 'c'\]"),
+        ({"layers.0.W.x.npy": np.ones(4)}, r"needs arrays \['W', 'b'\], got \['W', 'W.x', 'b'\]"),
+        ({"layers.7.W.npy": np.ones((2, 2))}, r"extra array\(s\) not used by the spec: \['layers"),
+        ({"__spec__.npy": np.ones(3)}, r"'__spec__' must be a 0-d string array"),
+    ],
+    ids=[
+        "text file",
+        "subdirectory",
+        "array of a relu",
+        "unknown dense array",
+        "nested name",
+        "beyond the last layer",
+        "numeric spec",
+    ],
+)
+def test_unexpected_members_are_refused_before_reading(tmp_path, extra, match):
+    _write_members(tmp_path / "x.npz", _members() | extra)
+    with pytest.raises(ModelFileError, match=match):
+        load_model(tmp_path / "x.npz")
+
+
+def test_duplicate_and_bzip2_members_are_refused(tmp_path):
+    path = tmp_path / "dup.npz"
+    _write_members(path, _members())
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("layers.0.b.npy", b"anything")
+    with pytest.raises(ModelFileError, match="member 'layers.0.b.npy' appears twice"):
+        load_model(path)
+    _write_members(tmp_path / "bz.npz", _members(), compression=zipfile.ZIP_BZIP2)
+    with pytest.raises(ModelFileError, match="compression method 12; expected stored or deflated"):
+        load_model(tmp_path / "bz.npz")
+
+
+def test_compressed_and_nested_model_files_still_load(tmp_path):
+    path = tmp_path / "c.npz"
+    _write_members(path, _members())
+    loaded = load_model(path)
+    for (n1, p1), (n2, p2) in zip(NET.named_parameters(), loaded.named_parameters(), strict=True):
+        assert n1 == n2
+        np.testing.assert_array_equal(p1, p2)
+    from refimpl.gan import GAN
+
+    gan = GAN(mlp([2, 3, 4], rng=0), mlp([4, 3, 1], rng=1))
+    save_model(tmp_path / "gan.npz", gan)
+    assert type(load_model(tmp_path / "gan.npz")) is GAN
+    with np.load(tmp_path / "gan.npz") as data:
+        members = {f"{n}.npy": data[n] for n in data.files}
+    members["generator.layers.2.W.npy"] = np.ones((5, 4))
+    _write_members(tmp_path / "bad-gan.npz", members)
+    with pytest.raises(
+        ModelFileError,
+        match=r"'generator.layers.2.W' of shape \(5, 4\) \(per its "
+        r".npy header\) does not chain: the layers before it give 3 values",
+    ):
+        load_model(tmp_path / "bad-gan.npz")
