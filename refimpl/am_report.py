@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import check_int, check_positive
 from ._figures import pyplot, save_png
 from .am import AMResult, am_code, am_expert, am_l2
 from .am_quality import QualityRow, prototype_quality, quality_table
@@ -34,6 +35,22 @@ class AMSettings:
     lr: float = 0.05
     method: str = "gradient"
     init: str = "mean"  # pixel-space start: the data mean, "black" (-1) or "grey" (0)
+
+    def __post_init__(self) -> None:
+        """Validate every setting at once, before any model is trained."""
+        for name in ("lam", "beta", "code_lam"):
+            check_positive(getattr(self, name), name, allow_zero=True)
+        check_positive(self.lr, "lr")
+        check_int(self.steps, "steps", low=1)
+        choices = {
+            "code_ref": ("class-mean", "paper"),
+            "kind": ("log_softmax", "logit"),
+            "method": ("gradient", "lbfgs"),
+            "init": ("mean", "black", "grey"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
 
 def _train_or_load(path: Path, train: Callable, log) -> object:
@@ -108,15 +125,11 @@ def run_variants(
         "black": np.full(x.shape[1], -1.0),
         "grey": np.zeros(x.shape[1]),
     }
-    if s.init not in starts:
-        raise ValueError(f"init must be one of {sorted(starts)}, got {s.init!r}")
     x0 = starts[s.init]
     opts = {"steps": s.steps, "lr": s.lr, "method": s.method, "kind": s.kind}
     z_ref = None
     if s.code_ref == "class-mean":
         z_ref = class_code_means(models["gan"], clf, n=5000, rng=seed)
-    elif s.code_ref != "paper":
-        raise ValueError(f"code_ref must be 'paper' or 'class-mean', got {s.code_ref!r}")
     return {
         "l2 (eq. 3.1)": am_l2(clf, lam=s.lam, x0=x0, **opts),
         "expert (eq. 3.2)": am_expert(clf, models["expert"], beta=s.beta, x0=x0, **opts),

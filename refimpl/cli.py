@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -69,6 +70,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import evaluate, train_classifier
 
     sizes = parse_sizes(args.arch)
+    _check_train_options(args)
+    _check_outputs(args, "out")
     data = load_mnist(args.data, download=not args.no_download)
     x_train = scale_pixels(data.x_train, args.dtype)
     x_test = scale_pixels(data.x_test, args.dtype)
@@ -122,6 +125,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = save_model(args.out, net, meta)
     print(f"wrote {out}")
     return 0
+
+
+def _check_train_options(args: argparse.Namespace) -> None:
+    """Every training option, before the data is loaded and minutes are spent."""
+    from ._checks import check_int, check_positive
+
+    check_int(args.epochs, "--epochs", low=1)
+    check_int(args.batch_size, "--batch-size", low=1)
+    check_int(args.shift, "--shift", low=0)
+    check_positive(args.lr, "--lr")
+    if not (0 < check_positive(args.lr_decay, "--lr-decay") <= 1):
+        raise ValueError(f"--lr-decay must be in (0, 1], got {args.lr_decay!r}")
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
@@ -249,7 +264,21 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     other.add_argument(
         "--direction",
         choices=("segment", "gradient"),
-        help="taylor search: toward the origin (segment) or down the gradient",
+        help="taylor search: along the segment to --root-reference (default the origin), or "
+        "down the gradient for --max-distance",
+    )
+    other.add_argument(
+        "--root-reference",
+        dest="reference",
+        metavar="VALUE|NPY",
+        help="taylor search, segment: its end, a number for every input value (e.g. -1, a black "
+        "image in [-1, 1] pixels) or a .npy of one point or one per sample (default: 0)",
+    )
+    other.add_argument(
+        "--max-distance",
+        dest="max_distance",
+        type=float,
+        help="taylor search, gradient: length of the ray (default 2 sqrt(d))",
     )
 
 
@@ -267,6 +296,8 @@ _OPTION_NAMES = (
     "output",
     "root",
     "direction",
+    "reference",
+    "max_distance",
 )
 
 
@@ -324,12 +355,7 @@ def parse_rule_map(items: Sequence[str], preset: str = "paper"):
 
 def _load_input(path: str, net) -> tuple[np.ndarray, tuple[int, ...]]:
     """Load INPUT.npy as a batch for ``net``; return it and the shape to give the relevances."""
-    try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"input file {path!r} does not exist") from None
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"input {path!r} is not a readable .npy array ({exc})") from None
+    x = _load_npy(path, "input")
     d = int(np.prod(net.input_shape))
     if x.ndim == 0 or x.size % d or x.size == 0:
         raise ValueError(
@@ -342,42 +368,88 @@ def _load_input(path: str, net) -> tuple[np.ndarray, tuple[int, ...]]:
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from .atomic import atomic_write
-    from .explain.methods import GRADIENT_METHODS, explain
+    from .explain.methods import explain
     from .explain.output import check_explainable
-    from .explain.presets import preset
-    from .explain.rules import RULES
 
+    _check_outputs(args, "out", "heatmap")
     net = _load_net(args.model)
     check_explainable(net)
     x, shape = _load_input(args.input, net)
     target, options, rules = _method_request(args, len(x))
-    if args.budget and args.method in GRADIENT_METHODS:
-        raise ValueError(f"--budget applies to LRP methods, not {args.method!r}")
+    image_shape = _image_shape(args.image_shape, shape) if args.heatmap else None
+    if args.method == "taylor" and options.get("root") == "search":
+        options["missing_root"] = "zero"  # report the samples without a root, explain the rest
     result = explain(net, x, args.method, target=target, rules=rules, preset=args.preset, **options)
-    with atomic_write(args.out) as f:
+    with atomic_write(args.out, "--out") as f:
         np.save(f, result.R.reshape(shape))
+    _print_explanation(args, net, x, result, rules, options)
+    print(f"wrote {args.out}")
+    if args.heatmap:
+        _save_heatmap(args.heatmap, x, result.R, image_shape)
+    return 0
+
+
+def _print_explanation(args, net, x, result, rules, options) -> None:
+    """What was explained, per sample f(x) and sum R, and the budget (or what applies)."""
+    from .explain.presets import preset
+    from .explain.rules import RULES
+
     f_x = result.f
     R_sum = result.R.reshape(len(f_x), -1).sum(axis=1)
+    budget = getattr(result, "budget", None)
     print(f"{args.method}: {len(f_x)} sample(s), target {_describe_target(result.target)}")
     if rules is not None:
         print(rules.table(net))
     elif args.method in RULES:
-        print(f"rule on every dense layer: {result.budget.layers[0][1]}")
-    if result.budget is not None and options.get("seed", preset(args.preset).seed) == "onehot":
+        print(f"rule on every dense layer: {budget.layers[0][1]}")
+    if budget is not None and options.get("seed", preset(args.preset).seed) == "onehot":
         print("output seeded with 1 (one-hot), not f(x): each sample's sum R is relative to 1")
     for i in range(min(len(f_x), 10)):
         print(f"  sample {i}: f(x) = {f_x[i]:.6g}, sum R = {R_sum[i]:.6g}")
-    if hasattr(result, "residual"):
+    if args.method == "taylor":
+        _print_taylor(x, result, args.budget)
+    elif args.budget and budget is None:
         print(
-            f"  taylor: max |f(root)| = {np.abs(result.f_root).max():.3g}, "
-            f"max |residual| = {np.abs(result.residual).max():.3g}"
+            f"note: --budget is the LRP relevance budget; {args.method} has none (sum R above "
+            "is compared with f(x) as is)"
         )
-    if args.budget:
-        print(result.budget.table(0 if len(f_x) == 1 else None))
-    print(f"wrote {args.out}")
-    if args.heatmap:
-        _save_heatmap(args, x, result.R, shape)
-    return 0
+    if args.budget and budget is not None:
+        print(budget.table(0 if len(f_x) == 1 else None))
+
+
+_ROOT_HINT = "try another --direction, --root-reference or --max-distance"
+
+
+def _print_taylor(x, result, detail: bool) -> None:
+    """Taylor's account of f(x) (eq. 4.2): f(root) + sum R + higher-order terms."""
+    ok = result.found
+    if ok.any():
+        print(
+            f"  taylor: max |f(root)| = {np.abs(result.f_root[ok]).max():.3g}, "
+            f"max |residual| = {np.abs(result.residual[ok]).max():.3g}"
+        )
+    if detail:
+        dist = np.linalg.norm((x - result.root).reshape(len(ok), -1), axis=1)
+        print(
+            "  sample  f(x)  f(root)  sum R  residual  |x - root|  (f(x) = f(root) + sum R + "
+            "higher-order terms, eq. 4.2)"
+        )
+        for i in range(min(len(ok), 10)):
+            R_i = result.f[i] - result.residual[i]
+            print(
+                f"  {i:6d}  {result.f[i]:.6g}  {result.f_root[i]:.3g}  {R_i:.6g}  "
+                f"{result.residual[i]:.3g}  {dist[i]:.4g}" + ("" if ok[i] else "  (no root)")
+            )
+    if result.failures:
+        from .explain.taylor import describe_root_failures
+
+        print(
+            f"warning: {describe_root_failures(result.failures, _ROOT_HINT)}. "
+            "Their relevances are written as 0 "
+            f"(samples {sorted(result.failures)[:20]}); the other "
+            f"{int(ok.sum())} sample(s) are explained.",
+            file=sys.stderr,
+        )
 
 
 def _parse_target(text: str, n: int):
@@ -404,6 +476,9 @@ def _method_request(args: argparse.Namespace, n: int):
     """Target, single-rule options and rule map from explain/verify arguments."""
     target = _parse_target(args.target, n)
     options = {k: getattr(args, k) for k in _OPTION_NAMES if getattr(args, k) is not None}
+    _check_taylor_options(args.method, options)
+    if "reference" in options:
+        options["reference"] = _parse_reference(options["reference"])
     rules = None
     if args.rules:
         if args.method != "lrp":
@@ -416,6 +491,59 @@ def _method_request(args: argparse.Namespace, n: int):
     if args.seed is not None:
         options["seed"] = args.seed
     return target, options, rules
+
+
+_SEARCH_OPTIONS = {
+    "direction": "--direction",
+    "reference": "--root-reference",
+    "max_distance": "--max-distance",
+}
+
+
+def _check_taylor_options(method: str, options: dict) -> None:
+    """The root search's options need ``--method taylor --root search`` (and the right line)."""
+    given = [flag for key, flag in _SEARCH_OPTIONS.items() if key in options]
+    if not given:
+        return
+    if method != "taylor" or options.get("root") != "search":
+        raise ValueError(
+            f"{', '.join(given)} set(s) the root search: it needs --method taylor --root search"
+        )
+    direction = options.get("direction", "segment")
+    if "reference" in options and direction != "segment":
+        raise ValueError(
+            "--root-reference is the end of the segment: it needs --direction segment (the default)"
+        )
+    if "max_distance" in options and direction != "gradient":
+        raise ValueError(
+            "--max-distance is the length of the ray down the gradient: it needs "
+            "--direction gradient"
+        )
+
+
+def _parse_reference(text: str):
+    """``--root-reference``: a number for every input value, or a .npy file."""
+    if text.endswith(".npy"):
+        return _load_npy(text, "--root-reference")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"--root-reference must be a number or a .npy file, got {text!r}"
+        ) from None
+    if not np.isfinite(value):
+        raise ValueError(f"--root-reference must be finite, got {text!r}")
+    return value
+
+
+def _check_outputs(args: argparse.Namespace, *names: str) -> None:
+    """Check every output path given in ``args`` before any work starts."""
+    from .files import check_output_path
+
+    for name in names:
+        path = getattr(args, name, None)
+        if path is not None:
+            check_output_path(path, "--" + name.replace("_", "-"))
 
 
 def _load_net(path: str):
@@ -436,13 +564,10 @@ def _describe_target(c) -> str:
     return str(c[:10].tolist()) + (" ..." if c.size > 10 else "")
 
 
-def _save_heatmap(args, x, R, shape) -> None:
+def _save_heatmap(path: str, x, R, image_shape: tuple[int, int]) -> None:
     from .heatmap import save_heatmaps
 
-    out = save_heatmaps(
-        R, args.heatmap, image_shape=_image_shape(args.image_shape, shape), images=x
-    )
-    print(f"wrote {out}")
+    print(f"wrote {save_heatmaps(R, path, image_shape=image_shape, images=x)}")
 
 
 def _image_shape(text: str | None, array_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -452,6 +577,8 @@ def _image_shape(text: str | None, array_shape: tuple[int, ...]) -> tuple[int, i
             h, w = (int(v) for v in text.lower().split("x"))
         except ValueError:
             raise ValueError(f"--image-shape must look like 28x28, got {text!r}") from None
+        if h < 1 or w < 1:
+            raise ValueError(f"--image-shape must be positive, like 28x28, got {text!r}")
         return h, w
     if len(array_shape) >= 3:
         return array_shape[-2], array_shape[-1]
@@ -486,7 +613,13 @@ def _add_heatmap(sub: argparse._SubParsersAction) -> None:
 def _cmd_heatmap(args: argparse.Namespace) -> int:
     from .heatmap import save_heatmaps, symmetric_limit
 
+    _check_outputs(args, "out")
     R = _load_npy(args.relevance, "relevance")
+    if R.ndim == 0 or R.size == 0:
+        raise ValueError(
+            f"relevance {args.relevance!r} has shape {R.shape}; expected (n, d), (n, h, w) or "
+            "one map (d,)"
+        )
     image_shape = _image_shape(args.image_shape, R.shape)
     R = R.reshape(len(R), -1) if R.ndim > 1 else R[None]
     x = None if args.input is None else _load_npy(args.input, "input")
@@ -497,12 +630,9 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} file {path!r} does not exist") from None
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"{what} {path!r} is not a readable .npy array ({exc})") from None
+    from .files import load_npy
+
+    return load_npy(path, what)
 
 
 def _add_am(sub: argparse._SubParsersAction) -> None:
@@ -565,6 +695,12 @@ def _cmd_am(args: argparse.Namespace) -> int:
         method=args.method,
         init=args.init,
     )
+    _check_outputs(args, "out", "table")
+    _check_workdir(args.workdir)
+    if args.classifier is not None:
+        from .files import check_input_file
+
+        check_input_file(args.classifier, "--classifier")
     data = load_mnist(args.data, download=not args.no_download)
     models = ensure_models(args.workdir, data, seed=args.seed, classifier_path=args.classifier)
     results = run_variants(models, data, settings, seed=args.seed)
@@ -573,11 +709,30 @@ def _cmd_am(args: argparse.Namespace) -> int:
     if args.table:
         from .atomic import atomic_write
 
-        with atomic_write(args.table) as f:
+        with atomic_write(args.table, "--table") as f:
             f.write((table + "\n").encode())
         print(f"wrote {args.table}")
     print(f"wrote {save_grid(results, args.out)}")
     return 0
+
+
+def _check_workdir(path: str) -> None:
+    """``--workdir`` is a directory, or absent (it is made) below an existing writable one."""
+    import os
+
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ValueError(f"--workdir {path!r} exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"--workdir {path!r} is not writable")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"--workdir {path!r} cannot be made: {parent!r} is not a writable directory"
+        )
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:
@@ -593,8 +748,9 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         "mismatch too. Prints the errors, the candidate's conservation (sum R against f(x)) and "
         "a verdict; on a mismatch it tries every preset, every single rule option and pairs of "
         "them, the output seeding, the target and the other methods, and names the convention "
-        "that explains the difference. Exit status: 0 match, 1 mismatch, 2 usage error, 3 "
-        "internal error.",
+        "that explains the difference with the failing samples it explains (a NaN or inf in "
+        "the candidate is named as the cause instead). Exit status: 0 match, 1 mismatch, 2 "
+        "usage error, 3 internal error.",
         epilog="example: refimpl verify classifier.npz digits.npy zennit_R.npy "
         "--method lrp-alpha-beta --alpha 2 --beta 1 --target labels.npy",
     )
@@ -616,7 +772,12 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         help="per-sample relative tolerance (default 1e-10 when both the candidate and the "
         "model are float64, else 1e-5); the rounding allowance comes on top",
     )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as strict JSON (numbers that are not finite, e.g. an error that "
+        "overflows, are null)",
+    )
     p.add_argument(
         "--no-diagnosis", action="store_true", help="on a mismatch, do not search conventions"
     )
@@ -684,8 +845,19 @@ def _cmd_conformance_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that reads ``-1e-3``, ``-.5``, ``-inf`` after an option as a value (so
+    ``--eps -1e-3`` reaches the option's own check), not as an unknown option."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(
+            r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="refimpl",
         description="NumPy reference implementation of Montavon, Samek & Mueller (2017), "
         "'Methods for interpreting and understanding deep neural networks'.",
@@ -712,7 +884,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
         sys.stderr.close()
         return getattr(args, "exit_code", 0)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:  # OSError: a file's fault
         print(f"refimpl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - verify's 1 must mean "mismatch", never "crashed"

@@ -24,6 +24,27 @@ def symmetric_limit(R: np.ndarray) -> float:
     return m if m > 0 else 1.0
 
 
+def _check_image_shape(image_shape) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_shape must be a pair (h, w), got {image_shape!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"image_shape must be positive, got {image_shape!r}")
+    return h, w
+
+
+def _as_images(a: np.ndarray, n: int, h: int, w: int, name: str) -> np.ndarray:
+    """``a`` as ``n`` images of ``h x w``, or a message naming both shapes."""
+    if a.size != n * h * w:
+        raise ValueError(
+            f"{name} of shape {a.shape} does not hold {n} image(s) of {h}x{w} "
+            f"({n * h * w} values, got {a.size}); give the image shape (--image-shape HxW) that "
+            "matches"
+        )
+    return a.reshape(n, h, w)
+
+
 def save_heatmaps(
     R,
     path: str | os.PathLike,
@@ -51,17 +72,19 @@ def save_heatmaps(
     ncols : int
         Images per row.
     """
-    plt = pyplot()
     R = as_float_array(R, "R")
+    if R.ndim < 2 or R.shape[0] == 0:
+        raise ValueError(f"R must hold (n, ...) relevance maps with n >= 1, got shape {R.shape}")
     n = R.shape[0]
-    h, w = image_shape
-    if R.size != n * h * w:
-        raise ValueError(f"R of shape {R.shape} does not hold images of shape {image_shape}")
-    R = R.reshape(n, h, w)
+    h, w = _check_image_shape(image_shape)
+    R = _as_images(R, n, h, w, "R")
     if images is not None:
-        images = as_float_array(images, "images").reshape(n, h, w)
+        images = _as_images(as_float_array(images, "images"), n, h, w, "images")
     if titles is not None and len(titles) != n:
         raise ValueError(f"titles must have {n} entries, got {len(titles)}")
+    if scale is not None and not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    plt = pyplot()
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
     per = 2 if images is not None else 1
@@ -76,7 +99,9 @@ def save_heatmaps(
             axes[r * per, c].imshow(images[i], cmap="gray", interpolation="nearest")
         m = scale if scale is not None else symmetric_limit(R[i])
         ax = axes[r * per + per - 1, c]
-        ax.imshow(R[i], cmap=CMAP, vmin=-m, vmax=m, interpolation="nearest")
+        # R / m in [-1, 1]: matplotlib's own normalization computes vmax - vmin, which
+        # overflows for |R| near the largest float (R = 1e308 would be drawn white)
+        ax.imshow(np.clip(R[i] / m, -1.0, 1.0), cmap=CMAP, vmin=-1, vmax=1, interpolation="nearest")
         if titles is not None:
             ax.set_title(titles[i], fontsize=7)
     fig.tight_layout()

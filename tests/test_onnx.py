@@ -491,7 +491,10 @@ def _write_bad_file(kind, path):
 def test_corrupt_and_non_onnx_files_raise_value_error_naming_the_path(tmp_path, kind):
     path = tmp_path / "bad.onnx"
     _write_bad_file(kind, path)
-    with pytest.raises(ValueError, match=r"is not a (readable|valid) ONNX model") as info:
+    expected = (
+        r"is empty \(0 bytes\)" if kind == "empty" else r"is not a (readable|valid) ONNX model"
+    )
+    with pytest.raises(ValueError, match=expected) as info:
         load_onnx(path)
     assert str(path) in str(info.value)
 

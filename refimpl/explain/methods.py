@@ -28,11 +28,11 @@ def explain(
     """Explain ``f_c(x)`` with ``method`` (one of ``METHODS``).
 
     ``sensitivity`` takes ``output``; ``taylor`` takes ``root``, ``direction``, ``reference``,
-    ``max_distance``; an LRP rule name (``lrp-epsilon``, ...) takes that rule's options and is
-    applied to every dense layer; ``lrp`` takes a ``RuleMap`` as ``rules``. ``preset`` (see
-    :mod:`refimpl.explain.presets`) supplies one library's rule options, output seeding and
-    sensitivity output; options given here win over it. ``seed`` (``"logit"`` or ``"onehot"``)
-    overrides the preset's output seeding for LRP.
+    ``max_distance`` and ``missing_root``; an LRP rule name (``lrp-epsilon``, ...) takes that
+    rule's options and is applied to every dense layer; ``lrp`` takes a ``RuleMap`` as
+    ``rules``. ``preset`` (see :mod:`refimpl.explain.presets`) supplies one library's rule
+    options, output seeding and sensitivity output; options given here win over it. ``seed``
+    (``"logit"`` or ``"onehot"``) overrides the preset's output seeding for LRP.
     """
     conv = get_preset(preset)
     if method not in METHODS:
@@ -56,7 +56,7 @@ def explain(
     allowed = {
         "sensitivity": {"output"},
         "gradient_x_input": set(),
-        "taylor": {"root", "direction", "reference", "max_distance"},
+        "taylor": {"root", "direction", "reference", "max_distance", "missing_root"},
     }[method]
     unknown = sorted(set(options) - allowed)
     if unknown:

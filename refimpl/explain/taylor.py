@@ -7,7 +7,7 @@ reports ``f(x~)`` and the residual ``f(x) - sum_i R_i`` (``f(x~)`` plus the high
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,17 +18,29 @@ from .gradient import _prepare, class_gradient
 
 ROOTS = ("limit", "search")
 DIRECTIONS = ("segment", "gradient")
+MISSING_ROOT = ("raise", "zero")
 
 
 @dataclass
 class TaylorResult:
-    """Relevance ``R`` (eq. 4.3), the root point, ``f(root)``, ``f(x)`` and the residual."""
+    """Relevance ``R`` (eq. 4.3), the root point, ``f(root)``, ``f(x)`` and the residual.
+
+    ``found[i]`` is False for a sample whose root search failed (``missing_root="zero"``): its
+    ``R`` is 0, its ``root`` is ``x`` itself, so ``f_root = f`` and the residual is all of ``f``;
+    ``failures[i]`` says why.
+    """
 
     R: np.ndarray
     root: np.ndarray
     f_root: np.ndarray
     f: np.ndarray
     target: np.ndarray
+    found: np.ndarray = field(default=None)  # type: ignore[assignment]
+    failures: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.found is None:
+            self.found = np.ones(len(self.f), dtype=bool)
 
     @property
     def residual(self) -> np.ndarray:
@@ -67,6 +79,7 @@ def taylor(
     max_distance: float | None = None,
     grid: int = 64,
     tol: float = 1e-10,
+    missing_root: str = "raise",
 ) -> TaylorResult:
     """Simple Taylor decomposition (eq. 4.2-4.3) of ``f_c`` at a root point.
 
@@ -91,12 +104,18 @@ def taylor(
         ``x`` on, at this resolution.
     tol : float
         Bisection stops when ``|f(x~)| <= tol max(1, |f(x)|)``.
+    missing_root : {"raise", "zero"}
+        For ``"search"``, samples with no root on their line: raise ``ValueError`` naming them
+        (default), or give them ``R = 0`` and ``found = False`` (the others are explained as
+        usual; ``TaylorResult.failures`` says why each failed).
 
     Returns
     -------
     TaylorResult
-        ``R``, ``root``, ``f_root``, ``f`` and ``residual``.
+        ``R``, ``root``, ``f_root``, ``f``, ``residual``, ``found`` and ``failures``.
     """
+    if missing_root not in MISSING_ROOT:
+        raise ValueError(f"missing_root must be one of {MISSING_ROOT}, got {missing_root!r}")
     x, c = _prepare(net, x, target)
     if isinstance(root, str):
         if root not in ROOTS:
@@ -111,7 +130,7 @@ def taylor(
             f, g = class_gradient(net, x, c)
             zero = np.zeros_like(x)
             return TaylorResult(g * x, zero, np.zeros_like(f), f, c)
-        root_point = search_root(
+        root_point, failures = _search(
             net,
             x,
             c,
@@ -121,11 +140,17 @@ def taylor(
             grid=grid,
             tol=tol,
         )
+        if failures and missing_root == "raise":
+            raise ValueError(describe_root_failures(failures))
     else:
         root_point = net.check_input(_broadcast(root, x.shape, "root"), "root")
+        failures = {}
     f, _ = class_gradient(net, x, c)
     R, f_root = taylor_relevance(net, x, root_point, c)
-    return TaylorResult(R, root_point, f_root, f, c)
+    found = np.ones(len(x), dtype=bool)
+    found[list(failures)] = False
+    R[~found] = 0.0  # root = x there: the first-order terms vanish exactly
+    return TaylorResult(R, root_point, f_root, f, c, found, failures)
 
 
 def search_root(
@@ -148,12 +173,61 @@ def search_root(
     bisection narrows it until ``|f(x~)| <= tol max(1, |f(x)|)``. Raises ``ValueError`` naming
     the samples with no sign change on the line, or where the tolerance cannot be met.
     """
+    root, failures = _search(
+        net,
+        x,
+        c,
+        direction=direction,
+        reference=reference,
+        max_distance=max_distance,
+        grid=grid,
+        tol=tol,
+        max_iter=max_iter,
+    )
+    if failures:
+        raise ValueError(describe_root_failures(failures))
+    return root
+
+
+def describe_root_failures(
+    failures: dict[int, str], hint: str = "try another direction, reference or max_distance"
+) -> str:
+    """One line per kind of failure, naming its samples (at most 20 each)."""
+    by_reason: dict[str, list[int]] = {}
+    for i, reason in failures.items():
+        by_reason.setdefault(reason.split(":")[0], []).append(i)
+    parts = []
+    for reason, samples in by_reason.items():
+        shown = ", ".join(map(str, samples[:20])) + (" ..." if len(samples) > 20 else "")
+        parts.append(f"{reason} for sample(s) {shown} (e.g. {failures[samples[0]]})")
+    return f"root search failed for {len(failures)} sample(s): " + "; ".join(parts) + f"; {hint}"
+
+
+def _search(
+    net: Sequential,
+    x: np.ndarray,
+    c: np.ndarray,
+    *,
+    direction: str,
+    reference,
+    max_distance: float | None,
+    grid: int,
+    tol: float,
+    max_iter: int = 200,
+) -> tuple[np.ndarray, dict[int, str]]:
+    """:func:`search_root` for every sample that has a root; ``x`` itself and a reason (in
+    ``failures``, by sample) for those that have none."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     grid = check_int(grid, "grid", low=2)
     tol = check_positive(tol, "tol")
+    if reference is not None and direction != "segment":
+        raise ValueError("reference is the end of the segment: it needs direction='segment'")
+    if max_distance is not None and direction != "gradient":
+        raise ValueError("max_distance is the length of the ray: it needs direction='gradient'")
     shape = x.shape
     n = shape[0]
+    failures: dict[int, str] = {}
     f0, g = class_gradient(net, x, c)
     if direction == "segment":
         ref = (
@@ -170,12 +244,9 @@ def search_root(
             2 * np.sqrt(d) if max_distance is None else check_positive(max_distance, "max_distance")
         )
         norm = np.linalg.norm(g, axis=1, keepdims=True)
-        if np.any(norm == 0):
-            raise ValueError(
-                f"grad f is zero for sample(s) {np.flatnonzero(norm[:, 0] == 0)}: "
-                "no gradient direction to search along"
-            )
-        v = -np.where(f0 >= 0, 1.0, -1.0)[:, None] * dist * g / norm  # toward f = 0
+        for i in np.flatnonzero(norm[:, 0] == 0):
+            failures[int(i)] = "grad f is zero: no gradient direction to search along"
+        v = -np.where(f0 >= 0, 1.0, -1.0)[:, None] * dist * g / np.where(norm == 0, 1.0, norm)
     rows = np.arange(n)
 
     def f_at(t: np.ndarray) -> np.ndarray:  # t of shape (n, m) -> f(x + t v), shape (n, m)
@@ -189,16 +260,15 @@ def search_root(
     hit = np.abs(fs) <= scale[:, None]
     candidate = hit.copy()
     candidate[:, :-1] |= np.sign(fs[:, :-1]) * np.sign(fs[:, 1:]) < 0
-    missing = np.flatnonzero(~candidate.any(axis=1))
-    if missing.size:
-        i = missing[0]
-        raise ValueError(
-            f"no root of f on the search line for sample(s) {missing.tolist()}: f keeps its sign "
-            f"from x (f = {f0[i]:.6g}) to the end of the line (f = {fs[i, -1]:.6g}); try another "
-            "direction, reference or max_distance"
+    for i in np.flatnonzero(~candidate.any(axis=1)):
+        failures.setdefault(
+            int(i),
+            f"no root of f on the search line: f keeps its sign from x (f = {f0[i]:.6g}) to the "
+            f"end of the line (f = {fs[i, -1]:.6g})",
         )
     first = candidate.argmax(axis=1)
     found = hit[rows, first]
+    found[list(failures)] = True  # nothing to bisect there
     t = ts[rows, first].copy()
     lo, hi = t.copy(), ts[rows, np.minimum(first + 1, grid - 1)].copy()
     f_lo = fs[rows, first]
@@ -216,18 +286,27 @@ def search_root(
     if not found.all():
         bad = np.flatnonzero(~found)
         f_end = f_at(lo[bad, None])[:, 0]
-        raise ValueError(
-            f"root search did not reach |f(x~)| <= tol max(1, |f(x)|) for sample(s) "
-            f"{bad.tolist()} (best |f| = {np.abs(f_end).min():.3g}, tol = {tol:g}); f may jump "
-            "there or tol is below what this dtype resolves"
-        )
-    return (x + t[:, None] * v).reshape(shape)
+        for i, fe in zip(bad, f_end, strict=True):
+            failures[int(i)] = (
+                f"no convergence: bisection did not reach |f(x~)| <= tol max(1, |f(x)|) (best "
+                f"|f| = {abs(fe):.3g}, tol = {tol:g}); f may jump there or tol is below what "
+                "this dtype resolves"
+            )
+    t[list(failures)] = 0.0  # the root of a failed sample is x itself
+    return (x + t[:, None] * v).reshape(shape), dict(sorted(failures.items()))
 
 
 def _broadcast(value, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """``value`` (one sample or one per sample) broadcast to the batch shape ``shape``."""
+    """``value`` (a scalar, one sample or one per sample, in any shape of that many values)
+    broadcast to the batch shape ``shape``."""
+    v = np.asarray(value, dtype=float)
+    d = int(np.prod(shape[1:]))
+    if v.ndim and v.size == d:
+        v = v.reshape(shape[1:])
+    elif v.ndim and v.size == shape[0] * d:
+        v = v.reshape(shape)
     try:
-        return np.broadcast_to(np.asarray(value, dtype=float), shape)
+        return np.broadcast_to(v, shape)
     except ValueError:
         raise ValueError(
             f"{name} must have shape {shape[1:]} (one point) or {shape} (one per sample), "

@@ -32,7 +32,6 @@ network never computes something other than the graph.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,9 +118,9 @@ def load_onnx(source) -> Sequential:
     if isinstance(source, onnx.ModelProto):
         model, where = source, "ONNX model"
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX file {str(path)!r} does not exist")
+        from ..files import check_input_file
+
+        path = check_input_file(source, "ONNX", expected="an .onnx model file")
         where = f"ONNX file {str(path)!r}"
         try:
             model = onnx.load(path)
