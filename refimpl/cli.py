@@ -650,7 +650,12 @@ def _add_am(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="am_prototypes.png", help="PNG grid (default: %(default)s)")
     p.add_argument("--table", help="also write the quality table to this text file")
     p.add_argument("--lam", type=float, default=0.05, help="lambda of eq. 3.1")
-    p.add_argument("--beta", type=float, default=0.05, help="expert weight beta of eq. 3.2")
+    p.add_argument(
+        "--beta",
+        type=float,
+        default=0.03,
+        help="expert weight beta of eq. 3.2 (default: %(default)s)",
+    )
     p.add_argument("--code-lam", type=float, default=0.01, help="lambda of eq. 3.3")
     p.add_argument(
         "--code-ref",
