@@ -64,10 +64,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .mnist import load_mnist, scale_pixels
-    from .modelfile import save_model
-    from .network import mlp, parse_sizes
-    from .train import evaluate, train_classifier
+    from .data.mnist import load_mnist, scale_pixels
+    from .nn.modelfile import save_model
+    from .nn.network import mlp, parse_sizes
+    from .nn.train import evaluate, train_classifier
 
     sizes = parse_sizes(args.arch)
     _check_train_options(args)
@@ -152,7 +152,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .modelfile import load_model_with_meta
+    from .nn.modelfile import load_model_with_meta
 
     model, meta = load_model_with_meta(args.model)
     print(f"{args.model}: {type(model).__name__}")
@@ -552,7 +552,7 @@ def _load_net(path: str):
         from .interop.onnx import load_onnx
 
         return load_onnx(path)
-    from .modelfile import load_model
+    from .nn.modelfile import load_model
 
     return load_model(path)
 
@@ -565,7 +565,7 @@ def _describe_target(c) -> str:
 
 
 def _save_heatmap(path: str, x, R, image_shape: tuple[int, int]) -> None:
-    from .heatmap import save_heatmaps
+    from .explain.heatmap import save_heatmaps
 
     print(f"wrote {save_heatmaps(R, path, image_shape=image_shape, images=x)}")
 
@@ -611,7 +611,7 @@ def _add_heatmap(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_heatmap(args: argparse.Namespace) -> int:
-    from .heatmap import save_heatmaps, symmetric_limit
+    from .explain.heatmap import save_heatmaps, symmetric_limit
 
     _check_outputs(args, "out")
     R = _load_npy(args.relevance, "relevance")
@@ -681,8 +681,15 @@ def _add_am(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_am(args: argparse.Namespace) -> int:
-    from .am_report import AMSettings, ensure_models, measure, report, run_variants, save_grid
-    from .mnist import load_mnist
+    from .data.mnist import load_mnist
+    from .interpret.am_report import (
+        AMSettings,
+        ensure_models,
+        measure,
+        report,
+        run_variants,
+        save_grid,
+    )
 
     settings = AMSettings(
         lam=args.lam,
@@ -787,7 +794,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .explain.output import check_explainable
-    from .verify import verify
+    from .verify.check import verify
 
     net = _load_net(args.model)
     check_explainable(net)
@@ -836,7 +843,7 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_conformance_export(args: argparse.Namespace) -> int:
-    from .conformance import export_conformance
+    from .verify.conformance import export_conformance
 
     manifest = export_conformance(
         args.dir, overwrite=args.force, progress=lambda line: print(line, file=sys.stderr)

@@ -38,7 +38,7 @@ from refimpl.explain.rules import (
     WSquare,
     ZPlus,
 )
-from refimpl.layers import Dense
+from refimpl.nn.layers import Dense
 
 from . import rule_twins as tw
 from .nets import random_mlp
