@@ -209,29 +209,35 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
-    """Rule, rule-map, sensitivity and Taylor options shared by explain and verify."""
+    """Rule, rule-map, sensitivity and Taylor options shared by explain and verify; the
+    choices come from where the options are declared."""
+    from .explain.gradient import SENSITIVITY_OUTPUTS
+    from .explain.output import SEEDS
+    from .explain.rules import all_choices
+    from .explain.taylor import DIRECTIONS, ROOTS
+
     rules = p.add_argument_group("LRP rule options (for a single rule; see --rules for maps)")
     rules.add_argument("--eps", type=float, help="stabilizer epsilon (> 0)")
     rules.add_argument(
         "--stabilizer",
         dest="stabilizer_kind",
-        choices=("signed", "unsigned", "zero_only", "relative"),
+        choices=all_choices("stabilizer_kind"),
         help="how eps enters the denominator (default signed: z + eps sign(z))",
     )
     rules.add_argument("--alpha", type=float, help="alpha of the alpha-beta rule")
     rules.add_argument("--beta", type=float, help="beta of the alpha-beta rule")
     rules.add_argument(
         "--bias",
-        choices=("none", "split", "full", "squared", "raw"),
+        choices=all_choices("bias"),
         help="bias handling in the denominators (rule-specific values)",
     )
     rules.add_argument(
         "--inputs",
-        choices=("nonnegative", "split", "weights"),
+        choices=all_choices("inputs"),
         help="handling of negative inputs (alpha-beta, z+, gamma)",
     )
     rules.add_argument("--gamma", type=float, help="gamma of the gamma rule (>= 0)")
-    rules.add_argument("--gamma-variant", dest="variant", choices=("original", "generalized"))
+    rules.add_argument("--gamma-variant", dest="variant", choices=all_choices("variant"))
     rules.add_argument("--low", type=float, help="z^B lower bound (scalar)")
     rules.add_argument("--high", type=float, help="z^B upper bound (scalar)")
     rules.add_argument(
@@ -244,7 +250,7 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     rules.add_argument(
         "--output-seed",
         dest="seed",
-        choices=("logit", "onehot"),
+        choices=SEEDS,
         help="LRP output relevance: f(x) onehot(c) (logit, the paper) or onehot(c) (as Zennit is "
         "usually called); default: the preset's",
     )
@@ -252,18 +258,18 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     other.add_argument(
         "--sensitivity-output",
         dest="output",
-        choices=("squared", "raw", "abs"),
+        choices=SENSITIVITY_OUTPUTS,
         help="sensitivity: (df/dx)^2 (eq. 4.1), raw df/dx, or |df/dx|; default: the preset's "
         "(paper: squared)",
     )
     other.add_argument(
         "--root",
-        choices=("limit", "search"),
+        choices=ROOTS,
         help="taylor: root point (default limit, for homogeneous nets)",
     )
     other.add_argument(
         "--direction",
-        choices=("segment", "gradient"),
+        choices=DIRECTIONS,
         help="taylor search: along the segment to --root-reference (default the origin), or "
         "down the gradient for --max-distance",
     )

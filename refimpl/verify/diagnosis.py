@@ -14,8 +14,13 @@ from ..explain.methods import METHODS, explain
 from ..explain.output import SEEDS
 from ..explain.presets import PRESETS, Preset, effective_options
 from ..explain.rounding import rounding_estimate, unit_roundoff
-from ..explain.rules import BIAS_OPTIONS, INPUT_OPTIONS, RULES, alpha_beta_sum_error, make_rule
-from ..explain.stabilizer import KINDS
+from ..explain.rules import (
+    CHOICE_OPTIONS,
+    RULES,
+    alpha_beta_sum_error,
+    choices_by_rule,
+    make_rule,
+)
 from ..nn.network import Sequential
 from .comparison import Comparison, compare
 
@@ -27,23 +32,8 @@ PRECISION_BAND = (0.125, 4.0)  # max rel. error / unit roundoff of a lower preci
 
 
 # the values each rule option can take, for the search (eps handled separately)
-_DOMAINS = {
-    "bias": {
-        "lrp-0": ("full", "none"),
-        "lrp-epsilon": ("full", "none"),
-        "lrp-alpha-beta": BIAS_OPTIONS,
-        "lrp-zplus": BIAS_OPTIONS,
-        "lrp-w2": ("none", "squared"),
-        "lrp-gamma": ("full", "raw", "none"),
-    },
-    "inputs": {
-        "lrp-alpha-beta": INPUT_OPTIONS,
-        "lrp-zplus": INPUT_OPTIONS,
-        "lrp-gamma": ("nonnegative", "weights"),
-    },
-    "variant": {"lrp-gamma": ("original", "generalized")},
-    "stabilizer_kind": {name: KINDS for name in RULES if name != "lrp-0"},
-}
+# the conventions tried per rule: each option's declared choices (refimpl.explain.rules.choice)
+_DOMAINS = {name: choices_by_rule(name) for name in CHOICE_OPTIONS}
 # parameters the user chose (kept when trying other conventions), not conventions
 _PARAMETERS = ("alpha", "beta", "gamma", "low", "high")
 
