@@ -18,7 +18,7 @@ from refimpl._malloc import tune_malloc
 from refimpl.explain.gradient import gradient_x_input, sensitivity
 from refimpl.explain.lrp import RuleMap, lrp
 from refimpl.explain.rules import LRP0, ZB, AlphaBeta, Epsilon, Flat, Gamma, WSquare, ZPlus
-from refimpl.network import mlp
+from refimpl.nn.network import mlp
 
 
 def rate(fn, n: int, repeats: int = 3) -> float:

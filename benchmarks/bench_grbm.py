@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from refimpl._malloc import tune_malloc
-from refimpl.grbm import GaussianRBM, train_grbm
+from refimpl.interpret.grbm import GaussianRBM, train_grbm
 
 
 def bench(n: int = 4000, batch: int = 100, epochs: int = 2) -> float:

@@ -39,7 +39,7 @@ from refimpl.explain.lrp import RuleMap, lrp
 from refimpl.explain.prepared import PreparedParameters
 from refimpl.explain.presets import preset
 from refimpl.explain.stabilizer import sign0
-from refimpl.network import mlp
+from refimpl.nn.network import mlp
 
 ARCHS = {
     "784-300-100-10": (784, 300, 100, 10),

@@ -20,10 +20,10 @@ import time
 import numpy as np
 
 from refimpl._malloc import tune_malloc
-from refimpl.losses import softmax_cross_entropy
-from refimpl.network import mlp
-from refimpl.optim import Adam
-from refimpl.train import evaluate, random_shift
+from refimpl.nn.losses import softmax_cross_entropy
+from refimpl.nn.network import mlp
+from refimpl.nn.optim import Adam
+from refimpl.nn.train import evaluate, random_shift
 
 
 def bench(dtype, steps: int = 60, batch: int = 128) -> tuple[float, float]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from refimpl._malloc import tune_malloc
 from refimpl.explain.methods import explain
-from refimpl.network import mlp
+from refimpl.nn.network import mlp
 from refimpl.verify import verify
 
 

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from refimpl.data.mnist import load_mnist, scale_pixels
 from refimpl.interop.peers import (
     CAPTUM_RULES,
     ZENNIT_RULES,
@@ -28,8 +29,7 @@ from refimpl.interop.peers import (
     zennit_relevance,
     zennit_rule,
 )
-from refimpl.mnist import load_mnist, scale_pixels
-from refimpl.modelfile import load_model
+from refimpl.nn.modelfile import load_model
 from refimpl.verify import verify
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Download the four MNIST IDX files and verify their checksums (see ``refimpl.fetch``).
+"""Download the four MNIST IDX files and verify their checksums (see ``refimpl.data.fetch``).
 
 Usage: ``python data_scripts/fetch_mnist.py [--dest DIR] [--mirror URL ...] [--timeout S]``.
-By default the files go to the user cache directory, where ``refimpl.mnist.load_mnist`` looks.
+By default the files go to the user cache directory, where ``refimpl.data.mnist.load_mnist`` looks.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from refimpl.fetch import DEFAULT_TIMEOUT, MIRRORS, default_cache_dir, fetch_mnist
+from refimpl.data.fetch import DEFAULT_TIMEOUT, MIRRORS, default_cache_dir, fetch_mnist
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dest",
         type=Path,
         default=default_cache_dir(),
-        help="target directory (default: %(default)s, where refimpl.mnist.load_mnist looks)",
+        help="target directory (default: %(default)s, where refimpl.data.mnist.load_mnist looks)",
     )
     parser.add_argument(
         "--mirror",

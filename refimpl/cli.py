@@ -64,10 +64,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .mnist import load_mnist, scale_pixels
-    from .modelfile import save_model
-    from .network import mlp, parse_sizes
-    from .train import evaluate, train_classifier
+    from .data.mnist import load_mnist, scale_pixels
+    from .nn.modelfile import save_model
+    from .nn.network import mlp, parse_sizes
+    from .nn.train import evaluate, train_classifier
 
     sizes = parse_sizes(args.arch)
     _check_train_options(args)
@@ -152,7 +152,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .modelfile import load_model_with_meta
+    from .nn.modelfile import load_model_with_meta
 
     model, meta = load_model_with_meta(args.model)
     print(f"{args.model}: {type(model).__name__}")
@@ -209,29 +209,35 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
-    """Rule, rule-map, sensitivity and Taylor options shared by explain and verify."""
+    """Rule, rule-map, sensitivity and Taylor options shared by explain and verify; the
+    choices come from where the options are declared."""
+    from .explain.gradient import SENSITIVITY_OUTPUTS
+    from .explain.output import SEEDS
+    from .explain.rules import all_choices
+    from .explain.taylor import DIRECTIONS, ROOTS
+
     rules = p.add_argument_group("LRP rule options (for a single rule; see --rules for maps)")
     rules.add_argument("--eps", type=float, help="stabilizer epsilon (> 0)")
     rules.add_argument(
         "--stabilizer",
         dest="stabilizer_kind",
-        choices=("signed", "unsigned", "zero_only", "relative"),
+        choices=all_choices("stabilizer_kind"),
         help="how eps enters the denominator (default signed: z + eps sign(z))",
     )
     rules.add_argument("--alpha", type=float, help="alpha of the alpha-beta rule")
     rules.add_argument("--beta", type=float, help="beta of the alpha-beta rule")
     rules.add_argument(
         "--bias",
-        choices=("none", "split", "full", "squared", "raw"),
+        choices=all_choices("bias"),
         help="bias handling in the denominators (rule-specific values)",
     )
     rules.add_argument(
         "--inputs",
-        choices=("nonnegative", "split", "weights"),
+        choices=all_choices("inputs"),
         help="handling of negative inputs (alpha-beta, z+, gamma)",
     )
     rules.add_argument("--gamma", type=float, help="gamma of the gamma rule (>= 0)")
-    rules.add_argument("--gamma-variant", dest="variant", choices=("original", "generalized"))
+    rules.add_argument("--gamma-variant", dest="variant", choices=all_choices("variant"))
     rules.add_argument("--low", type=float, help="z^B lower bound (scalar)")
     rules.add_argument("--high", type=float, help="z^B upper bound (scalar)")
     rules.add_argument(
@@ -244,7 +250,7 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     rules.add_argument(
         "--output-seed",
         dest="seed",
-        choices=("logit", "onehot"),
+        choices=SEEDS,
         help="LRP output relevance: f(x) onehot(c) (logit, the paper) or onehot(c) (as Zennit is "
         "usually called); default: the preset's",
     )
@@ -252,18 +258,18 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     other.add_argument(
         "--sensitivity-output",
         dest="output",
-        choices=("squared", "raw", "abs"),
+        choices=SENSITIVITY_OUTPUTS,
         help="sensitivity: (df/dx)^2 (eq. 4.1), raw df/dx, or |df/dx|; default: the preset's "
         "(paper: squared)",
     )
     other.add_argument(
         "--root",
-        choices=("limit", "search"),
+        choices=ROOTS,
         help="taylor: root point (default limit, for homogeneous nets)",
     )
     other.add_argument(
         "--direction",
-        choices=("segment", "gradient"),
+        choices=DIRECTIONS,
         help="taylor search: along the segment to --root-reference (default the origin), or "
         "down the gradient for --max-distance",
     )
@@ -552,7 +558,7 @@ def _load_net(path: str):
         from .interop.onnx import load_onnx
 
         return load_onnx(path)
-    from .modelfile import load_model
+    from .nn.modelfile import load_model
 
     return load_model(path)
 
@@ -565,7 +571,7 @@ def _describe_target(c) -> str:
 
 
 def _save_heatmap(path: str, x, R, image_shape: tuple[int, int]) -> None:
-    from .heatmap import save_heatmaps
+    from .explain.heatmap import save_heatmaps
 
     print(f"wrote {save_heatmaps(R, path, image_shape=image_shape, images=x)}")
 
@@ -611,7 +617,7 @@ def _add_heatmap(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_heatmap(args: argparse.Namespace) -> int:
-    from .heatmap import save_heatmaps, symmetric_limit
+    from .explain.heatmap import save_heatmaps, symmetric_limit
 
     _check_outputs(args, "out")
     R = _load_npy(args.relevance, "relevance")
@@ -686,8 +692,15 @@ def _add_am(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_am(args: argparse.Namespace) -> int:
-    from .am_report import AMSettings, ensure_models, measure, report, run_variants, save_grid
-    from .mnist import load_mnist
+    from .data.mnist import load_mnist
+    from .interpret.am_report import (
+        AMSettings,
+        ensure_models,
+        measure,
+        report,
+        run_variants,
+        save_grid,
+    )
 
     settings = AMSettings(
         lam=args.lam,
@@ -792,7 +805,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .explain.output import check_explainable
-    from .verify import verify
+    from .verify.check import verify
 
     net = _load_net(args.model)
     check_explainable(net)
@@ -841,7 +854,7 @@ def _add_conformance(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_conformance_export(args: argparse.Namespace) -> int:
-    from .conformance import export_conformance
+    from .verify.conformance import export_conformance
 
     manifest = export_conformance(
         args.dir, overwrite=args.force, progress=lambda line: print(line, file=sys.stderr)

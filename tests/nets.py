@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from refimpl.layers import Dense, LeakyReLU, ReLU, Sigmoid, Tanh
-from refimpl.network import mlp
+from refimpl.nn.layers import Dense, LeakyReLU, ReLU, Sigmoid, Tanh
+from refimpl.nn.network import mlp
 
 ACTIVATION_NAMES = ["relu", "leaky_relu", "tanh", "sigmoid"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.layers import Dense
+from refimpl.nn.layers import Dense
 
 na = np.newaxis
 

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.layers import Dense
+from refimpl.nn.layers import Dense
 
 KINDS = ("signed", "unsigned", "zero_only", "relative")
 

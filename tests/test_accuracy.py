@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from refimpl.cli import main
-from refimpl.mnist import load_mnist
-from refimpl.modelfile import load_model_with_meta
+from refimpl.data.mnist import load_mnist
+from refimpl.nn.modelfile import load_model_with_meta
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refimpl.am import (
+from refimpl.interpret.am import (
     ClassScore,
     ExpertPrior,
     L2Penalty,
@@ -17,9 +17,9 @@ from refimpl.am import (
     maximize,
     objective,
 )
-from refimpl.gan import GAN, Decoder
-from refimpl.grbm import GaussianRBM
-from refimpl.network import mlp
+from refimpl.interpret.gan import GAN, Decoder
+from refimpl.interpret.grbm import GaussianRBM
+from refimpl.nn.network import mlp
 
 from .fd import numeric_grad
 

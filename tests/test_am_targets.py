@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refimpl.am_report import AMSettings, ensure_models, measure, run_variants
-from refimpl.gan import classifier_score
-from refimpl.mnist import load_mnist
+from refimpl.data.mnist import load_mnist
+from refimpl.interpret.am_report import AMSettings, ensure_models, measure, run_variants
+from refimpl.interpret.gan import classifier_score
 
 pytestmark = pytest.mark.slow
 

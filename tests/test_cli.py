@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from refimpl.cli import build_parser, main
-from refimpl.idx import write_idx
-from refimpl.modelfile import load_model_with_meta
+from refimpl.data.idx import write_idx
+from refimpl.nn.modelfile import load_model_with_meta
 
 SUBCOMMANDS = ["train", "info", "explain", "heatmap", "am", "verify", "conformance"]
 
@@ -66,8 +66,8 @@ def test_errors_exit_2_with_a_message(tiny_mnist, tmp_path, capsys, argv, messag
 
 @pytest.fixture
 def model_and_input(tmp_path):
-    from refimpl.modelfile import save_model
-    from refimpl.network import mlp
+    from refimpl.nn.modelfile import save_model
+    from refimpl.nn.network import mlp
 
     net = mlp([16, 8, 6, 3], rng=1)
     save_model(tmp_path / "net.npz", net)
@@ -209,10 +209,10 @@ def test_heatmap_command(model_and_input, capsys):
 
 def test_am_command_with_small_saved_models(tiny_mnist, tmp_path, capsys):
     """`refimpl am` on saved (tiny, untrained) models: grid, table, one row per variant x digit."""
-    from refimpl.gan import GAN
-    from refimpl.grbm import GaussianRBM
-    from refimpl.modelfile import save_model
-    from refimpl.network import mlp
+    from refimpl.interpret.gan import GAN
+    from refimpl.interpret.grbm import GaussianRBM
+    from refimpl.nn.modelfile import save_model
+    from refimpl.nn.network import mlp
 
     work = tmp_path / "work"
     work.mkdir()
@@ -234,8 +234,8 @@ def test_am_command_with_small_saved_models(tiny_mnist, tmp_path, capsys):
 
 
 def test_explain_refuses_a_model_that_is_not_a_classifier(model_and_input, capsys):
-    from refimpl.gan import GAN
-    from refimpl.modelfile import save_model
+    from refimpl.interpret.gan import GAN
+    from refimpl.nn.modelfile import save_model
 
     _, _, d = model_and_input
     save_model(d / "gan.npz", GAN.build(z_dim=2, hidden_g=(3,), hidden_d=(3,), d=16))

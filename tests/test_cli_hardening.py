@@ -8,9 +8,9 @@ import pytest
 
 from refimpl.cli import main
 from refimpl.explain.taylor import search_root, taylor
-from refimpl.layers import Dense
-from refimpl.modelfile import save_model
-from refimpl.network import mlp
+from refimpl.nn.layers import Dense
+from refimpl.nn.modelfile import save_model
+from refimpl.nn.network import mlp
 
 
 def _biased_net():

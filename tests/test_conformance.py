@@ -1,4 +1,4 @@
-"""The conformance set (refimpl/conformance.py): export, layout, atomicity, and consumers.
+"""The conformance set (refimpl/verify/conformance.py): export, layout, atomicity, and consumers.
 
 Consumers here rebuild the nets from the plain ``W{i}.npy``/``b{i}.npy`` arrays, without
 refimpl's model loading: one in a few lines of NumPy (the paper's rules), one with Zennit (the
@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refimpl import conformance
-from refimpl.conformance import (
+from refimpl.explain.presets import PRESETS
+from refimpl.explain.rules import RULES
+from refimpl.nn.modelfile import load_model
+from refimpl.verify import conformance
+from refimpl.verify.conformance import (
     CASES,
     FORMAT,
     MANIFEST,
@@ -26,9 +29,6 @@ from refimpl.conformance import (
     export_conformance,
     load_manifest,
 )
-from refimpl.explain.presets import PRESETS
-from refimpl.explain.rules import RULES
-from refimpl.modelfile import load_model
 
 ZENNIT_EXTRA = "needs the optional extra [torch]: pip install '.[torch]'"
 NONNEGATIVE = ("lrp-alpha-beta", "lrp-zplus", "lrp-gamma")  # the paper's, assuming a >= 0

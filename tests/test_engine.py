@@ -9,8 +9,8 @@ import pytest
 from refimpl.explain.lrp import RuleMap, linear_layers, lrp
 from refimpl.explain.prepared import PreparedParameters, parse_transform
 from refimpl.explain.rules import LRP0, ZB, AlphaBeta, Epsilon, Flat, Gamma, WSquare, ZPlus
-from refimpl.layers import Dense, Flatten, Layer, ReLU
-from refimpl.network import Sequential, mlp
+from refimpl.nn.layers import Dense, Flatten, Layer, ReLU
+from refimpl.nn.network import Sequential, mlp
 
 from .nets import randomize_biases
 

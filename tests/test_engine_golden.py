@@ -35,7 +35,7 @@ from refimpl.explain.rules import (
     WSquare,
     ZPlus,
 )
-from refimpl.network import mlp
+from refimpl.nn.network import mlp
 
 from .nets import randomize_biases
 

@@ -17,8 +17,8 @@ from refimpl.explain.gradient import gradient_x_input, sensitivity
 from refimpl.explain.lrp import RuleMap, lrp
 from refimpl.explain.rules import LRP0, ZB, AlphaBeta, Epsilon, Flat, WSquare, ZPlus
 from refimpl.explain.taylor import taylor
-from refimpl.layers import Dense, Flatten, ReLU
-from refimpl.network import Sequential, mlp
+from refimpl.nn.layers import Dense, Flatten, ReLU
+from refimpl.nn.network import Sequential, mlp
 
 from .nets import ACTIVATION_NAMES, randomize_biases
 

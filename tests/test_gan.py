@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refimpl.gan import (
+from refimpl.interpret.gan import (
     GAN,
     Decoder,
     classifier_score,
@@ -15,10 +15,10 @@ from refimpl.gan import (
     train_autoencoder,
     train_gan,
 )
-from refimpl.layers import Dense
-from refimpl.losses import binary_cross_entropy_with_logits
-from refimpl.modelfile import load_model, save_model
-from refimpl.network import Sequential
+from refimpl.nn.layers import Dense
+from refimpl.nn.losses import binary_cross_entropy_with_logits
+from refimpl.nn.modelfile import load_model, save_model
+from refimpl.nn.network import Sequential
 
 from .fd import numeric_grad
 
@@ -155,7 +155,7 @@ def test_mismatched_networks_are_refused():
 
 
 def test_class_code_means_average_confidently_classified_codes():
-    from refimpl.gan import class_code_means
+    from refimpl.interpret.gan import class_code_means
 
     model = Decoder(Sequential([Dense(np.eye(3))]), Sequential([Dense(np.eye(3))]))
     classifier = Sequential([Dense(10.0 * np.eye(3))])

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from scipy.special import expit, logsumexp
 
 from refimpl.cli import main
-from refimpl.grbm import GaussianRBM, train_grbm
-from refimpl.mnist import load_mnist, scale_pixels
-from refimpl.modelfile import (
+from refimpl.data.mnist import load_mnist, scale_pixels
+from refimpl.interpret.grbm import GaussianRBM, train_grbm
+from refimpl.nn.modelfile import (
     ModelFileError,
     _ArrayPool,
     decode_model,
@@ -252,8 +252,8 @@ def test_load_model_finds_grbm_without_importing_refimpl_grbm(tmp_path):
     path = save_model(tmp_path / "grbm.npz", small_rbm())
     code = (
         "import sys\n"
-        "from refimpl.modelfile import load_model\n"
-        "assert 'refimpl.grbm' not in sys.modules\n"
+        "from refimpl.nn.modelfile import load_model\n"
+        "assert 'refimpl.interpret.grbm' not in sys.modules\n"
         f"model = load_model({str(path)!r})\n"
         "print(type(model).__name__, model.n_visible, model.n_hidden)\n"
     )

@@ -1,4 +1,4 @@
-"""Tests for refimpl.idx: round trips, the exact byte layout, and a catalogue of corrupt files."""
+"""Tests for refimpl.data.idx: round trips, the exact byte layout, a catalogue of corrupt files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from refimpl import idx
-from refimpl.idx import DTYPE_CODES, IdxFormatError, read_idx, write_idx
+from refimpl.data import idx
+from refimpl.data.idx import DTYPE_CODES, IdxFormatError, read_idx, write_idx
 
 NATIVE_DTYPES = [d.newbyteorder("=") for d in DTYPE_CODES.values()]
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=6)

@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from refimpl.layers import Dense, Flatten, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
-from refimpl.network import Sequential, mlp
+from refimpl.nn.layers import Dense, Flatten, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
+from refimpl.nn.network import Sequential, mlp
 
 from .extras import import_extra
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from refimpl.layers import (
+from refimpl.nn.layers import (
     LAYER_TYPES,
     Dense,
     Flatten,
@@ -24,8 +24,8 @@ from refimpl.layers import (
     Tanh,
     log_softmax,
 )
-from refimpl.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
-from refimpl.network import Sequential, mlp
+from refimpl.nn.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
+from refimpl.nn.network import Sequential, mlp
 
 from .fd import numeric_grad
 from .nets import min_abs_preactivation, random_mlp

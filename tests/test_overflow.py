@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refimpl.am import am_l2
 from refimpl.explain.gradient import gradient_x_input, sensitivity
 from refimpl.explain.lrp import lrp
 from refimpl.explain.methods import explain
 from refimpl.explain.rules import LRP0, ZB, AlphaBeta, Epsilon, Gamma, ZPlus, alpha_beta_sum_error
 from refimpl.explain.taylor import taylor
-from refimpl.network import mlp
+from refimpl.interpret.am import am_l2
+from refimpl.nn.network import mlp
 
 from .nets import randomize_biases
 from .test_grbm import small_rbm

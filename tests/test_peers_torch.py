@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from refimpl.explain.lrp import lrp
 from refimpl.explain.methods import explain
 from refimpl.explain.presets import preset
-from refimpl.layers import Dense
-from refimpl.network import Sequential, mlp
+from refimpl.nn.layers import Dense
+from refimpl.nn.network import Sequential, mlp
 from refimpl.verify import verify
 
 from .extras import import_extra

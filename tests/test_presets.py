@@ -23,8 +23,8 @@ from refimpl.explain.lrp import lrp
 from refimpl.explain.methods import explain
 from refimpl.explain.presets import PRESETS, Preset, preset, preset_table
 from refimpl.explain.rules import RULES, AlphaBeta
-from refimpl.layers import Dense
-from refimpl.network import Sequential, mlp
+from refimpl.nn.layers import Dense
+from refimpl.nn.network import Sequential, mlp
 
 from . import peer_transcripts as pt
 from .nets import dense_relu_case

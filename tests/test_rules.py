@@ -38,7 +38,7 @@ from refimpl.explain.rules import (
     WSquare,
     ZPlus,
 )
-from refimpl.layers import Dense
+from refimpl.nn.layers import Dense
 
 from . import rule_twins as tw
 from .nets import random_mlp
@@ -365,3 +365,39 @@ def test_lrp_predicted_target_is_the_argmax(case):
     ref = lrp(net, x, Epsilon(0.25), target=c)
     np.testing.assert_array_equal(ex.R, ref.R)
     np.testing.assert_array_equal(ex.f, net(x)[np.arange(len(c)), c])
+
+
+def test_option_choices_are_declared_once_and_read_everywhere():
+    """A rule option's values live in the rule's field metadata (rules.choice); validation, the
+    command line, verify's diagnosis and the preset table all read them from there."""
+    from dataclasses import fields
+
+    from refimpl.cli import build_parser
+    from refimpl.explain import rules as rules_module
+    from refimpl.explain.presets import preset_table
+    from refimpl.explain.rules import CHOICE_OPTIONS, RULES, all_choices, choices_by_rule
+    from refimpl.verify import diagnosis
+
+    for cls in RULES.values():
+        for f in fields(cls):
+            values = f.metadata.get("choices")
+            if not values:
+                continue
+            for v in values:
+                cls(**{f.name: v}, **({"eps": 0.1} if f.name == "stabilizer_kind" else {}))
+            with pytest.raises(ValueError, match="must be one of"):
+                cls(**{f.name: "no-such-value"})
+    assert choices_by_rule("bias")["lrp-w2"] == ("none", "squared")
+    assert "lrp-0" not in choices_by_rule("stabilizer_kind")  # LRP-0 has no stabilizer
+    explain = build_parser()._subparsers._group_actions[0].choices["explain"]
+    by_dest = {a.dest: a for a in explain._actions}
+    for name, dest in (("bias", "bias"), ("inputs", "inputs"), ("variant", "variant")):
+        assert tuple(by_dest[dest].choices) == all_choices(name)
+    assert tuple(by_dest["stabilizer_kind"].choices) == all_choices("stabilizer_kind")
+    assert diagnosis._DOMAINS == {name: choices_by_rule(name) for name in CHOICE_OPTIONS}
+    assert "bias: full / raw / none; inputs: nonnegative / weights" in preset_table()
+    assert set(all_choices("bias")) == {"none", "split", "full", "squared", "raw"}
+    assert rules_module.option_choices(rules_module.Gamma, "variant") == (
+        "original",
+        "generalized",
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refimpl.network import mlp
-from refimpl.optim import SGD, Adam
-from refimpl.train import evaluate, random_shift, train_classifier
+from refimpl.nn.network import mlp
+from refimpl.nn.optim import SGD, Adam
+from refimpl.nn.train import evaluate, random_shift, train_classifier
 
 
 def test_adam_matches_textbook_formula():

@@ -11,8 +11,8 @@ import pytest
 from refimpl.cli import main
 from refimpl.explain.methods import explain
 from refimpl.explain.presets import PRESETS
-from refimpl.modelfile import save_model
-from refimpl.network import mlp
+from refimpl.nn.modelfile import save_model
+from refimpl.nn.network import mlp
 from refimpl.verify import DEFAULT_RTOL, compare, verify
 
 from .nets import randomize_biases
@@ -235,7 +235,7 @@ def test_an_exact_match_with_another_method_is_named_first(case):
 
 
 def test_nan_and_inf_are_named_as_the_cause_without_a_search(case, monkeypatch, tmp_path, capsys):
-    import refimpl.verify as v
+    import refimpl.verify.diagnosis as v
 
     def no_search(*args, **kwargs):
         raise AssertionError("the conventions were searched")
@@ -453,7 +453,7 @@ def test_cli_import_errors_exit_2_and_crashes_exit_3(files, capsys, monkeypatch)
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("refimpl.verify.explain", boom)
+    monkeypatch.setattr("refimpl.verify.check.explain", boom)
     args = [str(d / "m.npz"), str(d / "x.npy"), str(d / "zen.npy"), "--method", "lrp-0"]
     assert main(["verify", *args]) == 3
     assert "internal error: RuntimeError: boom" in capsys.readouterr().err
@@ -486,17 +486,19 @@ def test_the_rounding_check_catches_a_wrong_epsilon_hidden_in_float32_rounding(w
 
 
 def test_a_near_miss_is_judged_by_the_candidates_own_rounding(wide, monkeypatch):
-    import refimpl.verify as v
+    import refimpl.verify.check as check
+    import refimpl.verify.diagnosis as diagnosis
 
     net32, x32, y = wide
     calls = []
-    real = v.rounding_estimate
+    real = check.rounding_estimate
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(v, "rounding_estimate", counting)
+    monkeypatch.setattr(check, "rounding_estimate", counting)
+    monkeypatch.setattr(diagnosis, "rounding_estimate", counting)
     R = explain(net32, x32, "lrp-gamma", preset="captum", target=y).R
     report = verify(net32, x32, R, "lrp-gamma", inputs="weights", target=y)
     assert report.diagnosis_message().startswith("the candidate matches preset 'captum'")

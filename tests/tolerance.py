@@ -19,7 +19,7 @@ import copy
 
 import numpy as np
 
-from refimpl.layers import Dense
+from refimpl.nn.layers import Dense
 
 from .rule_twins import twin_lrp_net, twin_rules
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_result
-from ..network import Sequential
+from ..nn.network import Sequential
 from .lrp import Explanation
 from .output import check_explainable, target_indices
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._table import format_table
-from ..layers import Layer
-from ..network import Sequential
+from ..nn.layers import Layer
+from ..nn.network import Sequential
 from .output import check_explainable, output_relevance, target_indices
 from .prepared import PreparedParameters
 from .propagate import LayerBudget, batch_sum, propagate_linear

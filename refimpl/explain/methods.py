@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..network import Sequential
+from ..nn.network import Sequential
 from .gradient import gradient_x_input, sensitivity
 from .lrp import Explanation, RuleMap, lrp
 from .presets import Preset

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import LogSoftmax
-from ..network import Sequential
+from ..nn.layers import LogSoftmax
+from ..nn.network import Sequential
 
 SEEDS = ("logit", "onehot")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 
 from .gradient import SENSITIVITY_OUTPUTS
 from .output import SEEDS
-from .rules import RULES, Rule, make_rule
+from .rules import CHOICE_OPTIONS, RULES, Rule, all_choices, make_rule, option_choices
 
 ALPHA_BETA_FORMS = ("alpha-beta", "alpha-only")
 
@@ -353,13 +353,31 @@ _CHECKED = {
 }
 
 
+def _choices_cell(rule: str) -> str:
+    """The values of ``rule``'s options with fixed choices, as declared (rules.choice)."""
+    parts = []
+    for name in CHOICE_OPTIONS:
+        values = option_choices(RULES[rule], name)
+        if values and name != "stabilizer_kind":  # the same for every rule: a row of its own
+            parts.append(f"{name}: {' / '.join(values)}")
+    return "; ".join(parts) or "-"
+
+
 def preset_table() -> str:
-    """Markdown table, rule x library, of the refimpl options that reproduce each library."""
+    """Markdown table, rule x library, of the refimpl options that reproduce each library, with
+    the values each option takes (read from the rules' declarations)."""
     names = list(PRESETS)
-    header = "| rule | " + " | ".join(f"`{n}`: {PRESETS[n].library}" for n in names) + " |"
-    lines = [header, "|" + " --- |" * (len(names) + 1)]
+    header = (
+        "| rule | option values | "
+        + " | ".join(f"`{n}`: {PRESETS[n].library}" for n in names)
+        + " |"
+    )
+    lines = [header, "|" + " --- |" * (len(names) + 2)]
     for label, rule in _ROWS:
-        lines.append(f"| {label} | " + " | ".join(_cell(PRESETS[n], rule) for n in names) + " |")
+        cells = " | ".join(_cell(PRESETS[n], rule) for n in names)
+        lines.append(f"| {label} | {_choices_cell(rule)} | {cells} |")
+    kinds = " / ".join(all_choices("stabilizer_kind"))
+    lines.append(f"| stabilizer (with eps > 0) | stabilizer_kind: {kinds} |" + " |" * len(names))
     extra = (
         ("sensitivity (eq. 4.1)", lambda p: f"`{p.sensitivity}`" if p.sensitivity else "n/a"),
         ("output seed", lambda p: f"`{p.seed}`"),
@@ -368,7 +386,7 @@ def preset_table() -> str:
         ("checked against", lambda p: _CHECKED[p.name]),
     )
     for label, get in extra:
-        lines.append(f"| {label} | " + " | ".join(get(PRESETS[n]) for n in names) + " |")
+        lines.append(f"| {label} | | " + " | ".join(get(PRESETS[n]) for n in names) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_result, describe_samples
-from ..layers import Dense
+from ..nn.layers import Dense
 from .prepared import ONES, PreparedParameters, Transform
 from .rules import Rule
 

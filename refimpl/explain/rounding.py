@@ -27,7 +27,7 @@ import copy
 
 import numpy as np
 
-from ..network import Sequential
+from ..nn.network import Sequential
 
 ROUNDING_FACTOR = 32  # allowed deviation, in units of the estimate
 TRIALS = 4

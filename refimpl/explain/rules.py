@@ -28,16 +28,41 @@ reproduce each peer (README, "Verifying other implementations").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
 from .._checks import as_float_array, check_finite, check_positive
 from .prepared import ONES, Transform
-from .stabilizer import Stabilizer
+from .stabilizer import KINDS, Stabilizer
 
 BIAS_OPTIONS = ("none", "split", "full")
 INPUT_OPTIONS = ("nonnegative", "split", "weights")
+CHOICE_OPTIONS = ("bias", "inputs", "variant", "stabilizer_kind")  # rule options with fixed values
+
+
+def choice(default: str, choices: tuple[str, ...], label: str | None = None) -> Any:
+    """A rule option with a fixed set of values, declared once (dataclass field metadata).
+
+    Validation (:meth:`Rule._check_options`), the command line's ``choices``, verify's
+    diagnosis (the conventions it tries) and the option table of the docs all read it from
+    here (:func:`option_choices`, :func:`choices_by_rule`, :func:`all_choices`). ``label`` names
+    the option in error messages when it differs from the field name.
+    """
+    if default not in choices:
+        raise ValueError(f"default {default!r} is not among the choices {choices}")
+    return field(default=default, metadata={"choices": tuple(choices), "label": label})
+
+
+def option_choices(rule: Rule | type[Rule], name: str) -> tuple[str, ...] | None:
+    """The values option ``name`` of ``rule`` takes, or None (no such option, or not a choice)."""
+    for f in fields(rule):
+        if f.name == name:
+            return f.metadata.get("choices")
+    return None
+
+
 ALPHA_BETA_ULPS = 4  # |alpha - beta - 1| accepted: this many ulps of max(|alpha|, |beta|, 1)
 
 
@@ -106,11 +131,6 @@ def _neg(x: np.ndarray) -> np.ndarray:
     return np.minimum(x, 0)
 
 
-def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-
-
 def _check_nonnegative(a: np.ndarray, rule: str) -> None:
     if a.size and a.min() < 0:
         raise ValueError(
@@ -138,9 +158,16 @@ class Rule:
         eps = getattr(self, "eps", 0.0)
         return Stabilizer(eps, getattr(self, "stabilizer_kind", "signed")) if eps else None
 
-    def _check_stabilizer(self) -> None:
-        """Raise now, at construction, if ``eps`` or ``stabilizer_kind`` is invalid."""
+    def _check_options(self) -> None:
+        """Raise now, at construction, if ``eps``, ``stabilizer_kind`` or an option with fixed
+        values (:func:`choice`) is invalid."""
         self.stabilizer  # noqa: B018 - building the Stabilizer validates its options
+        for f in fields(self):
+            allowed = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if allowed and value not in allowed:
+                label = f.metadata.get("label") or f.name
+                raise ValueError(f"{label} must be one of {allowed}, got {value!r}")
 
     @property
     def conservative(self) -> bool:
@@ -166,11 +193,11 @@ class LRP0(Rule):
     ``bias="none"``. For ReLU nets it equals gradient x input. A zero ``z_k`` drops ``R_k``.
     """
 
-    bias: str = "full"
+    bias: str = choice("full", ("full", "none"))
     name = "lrp-0"
 
     def __post_init__(self):
-        _check_choice(self.bias, "bias", ("none", "full"))
+        self._check_options()
 
     def terms(self, a, layer):
         return _epsilon_terms(a, self.bias)
@@ -188,14 +215,13 @@ class Epsilon(Rule):
     """
 
     eps: float = 1e-6
-    stabilizer_kind: str = "signed"
-    bias: str = "full"
+    stabilizer_kind: str = choice("signed", KINDS, "stabilizer")
+    bias: str = choice("full", ("full", "none"))
     name = "lrp-epsilon"
 
     def __post_init__(self):
         check_positive(self.eps, "eps")
-        self._check_stabilizer()
-        _check_choice(self.bias, "bias", ("none", "full"))
+        self._check_options()
 
     def terms(self, a, layer):
         return _epsilon_terms(a, self.bias)
@@ -232,10 +258,10 @@ class AlphaBeta(Rule):
 
     alpha: float = 1.0
     beta: float = 0.0
-    bias: str = "none"
-    inputs: str = "nonnegative"
+    bias: str = choice("none", BIAS_OPTIONS)
+    inputs: str = choice("nonnegative", INPUT_OPTIONS)
     eps: float = 0.0
-    stabilizer_kind: str = "signed"
+    stabilizer_kind: str = choice("signed", KINDS, "stabilizer")
     name = "lrp-alpha-beta"
 
     def __post_init__(self):
@@ -246,9 +272,7 @@ class AlphaBeta(Rule):
         problem = alpha_beta_sum_error(self.alpha, self.beta)
         if problem:
             raise ValueError(problem)
-        _check_choice(self.bias, "bias", BIAS_OPTIONS)
-        _check_choice(self.inputs, "inputs", INPUT_OPTIONS)
-        self._check_stabilizer()
+        self._check_options()
 
     def terms(self, a, layer):
         if a.dtype != np.float64:  # e.g. alpha = 1e8 in float32: alpha and beta round together
@@ -275,16 +299,14 @@ class ZPlus(Rule):
     R_j = sum_k a_j w+_jk / sum_j a_j w+_jk R_k,   a_j >= 0
     """
 
-    bias: str = "none"
-    inputs: str = "nonnegative"
+    bias: str = choice("none", BIAS_OPTIONS)
+    inputs: str = choice("nonnegative", INPUT_OPTIONS)
     eps: float = 0.0
-    stabilizer_kind: str = "signed"
+    stabilizer_kind: str = choice("signed", KINDS, "stabilizer")
     name = "lrp-zplus"
 
     def __post_init__(self):
-        _check_choice(self.bias, "bias", BIAS_OPTIONS)
-        _check_choice(self.inputs, "inputs", INPUT_OPTIONS)
-        self._check_stabilizer()
+        self._check_options()
 
     def terms(self, a, layer):
         (pp, bp), _ = _signed_terms(a, layer.has_bias, self.bias, self.inputs, self.name, False)
@@ -308,7 +330,7 @@ class ZB(Rule):
     low: float | np.ndarray = -1.0
     high: float | np.ndarray = 1.0
     eps: float = 0.0
-    stabilizer_kind: str = "signed"
+    stabilizer_kind: str = choice("signed", KINDS, "stabilizer")
     name = "lrp-zb"
 
     def __post_init__(self):
@@ -318,7 +340,7 @@ class ZB(Rule):
             raise ValueError("low and high must be scalars or 1-d per-feature arrays")
         if np.any(low > high):
             raise ValueError("low must be <= high for every feature")
-        self._check_stabilizer()
+        self._check_options()
 
     def bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``low`` and ``high`` broadcast to ``(1, J)``; raise if ``x`` leaves the box."""
@@ -365,14 +387,13 @@ class WSquare(Rule):
     ``bias="squared"`` adds ``b_j^2`` to the denominator, as Zennit does (not conservative).
     """
 
-    bias: str = "none"
+    bias: str = choice("none", ("none", "squared"))
     eps: float = 0.0
-    stabilizer_kind: str = "signed"
+    stabilizer_kind: str = choice("signed", KINDS, "stabilizer")
     name = "lrp-w2"
 
     def __post_init__(self):
-        _check_choice(self.bias, "bias", ("none", "squared"))
-        self._check_stabilizer()
+        self._check_options()
 
     def terms(self, a, layer):
         use_b = layer.has_bias and self.bias == "squared"
@@ -388,11 +409,11 @@ class Flat(Rule):
     """Flat rule: every input gets an equal share, ``R_i = sum_j R_j / J`` (``w = 1``, no bias)."""
 
     eps: float = 0.0
-    stabilizer_kind: str = "signed"
+    stabilizer_kind: str = choice("signed", KINDS, "stabilizer")
     name = "lrp-flat"
 
     def __post_init__(self):
-        self._check_stabilizer()
+        self._check_options()
 
     def terms(self, a, layer):
         return [Term(((ONES, "1"),))]
@@ -420,19 +441,16 @@ class Gamma(Rule):
     """
 
     gamma: float = 0.25
-    variant: str = "original"
-    bias: str = "full"
-    inputs: str = "nonnegative"
+    variant: str = choice("original", ("original", "generalized"))
+    bias: str = choice("full", ("full", "raw", "none"))
+    inputs: str = choice("nonnegative", ("nonnegative", "weights"))
     eps: float = 0.0
-    stabilizer_kind: str = "signed"
+    stabilizer_kind: str = choice("signed", KINDS, "stabilizer")
     name = "lrp-gamma"
 
     def __post_init__(self):
         check_positive(self.gamma, "gamma", allow_zero=True)
-        _check_choice(self.variant, "variant", ("original", "generalized"))
-        _check_choice(self.bias, "bias", ("none", "full", "raw"))
-        _check_choice(self.inputs, "inputs", ("nonnegative", "weights"))
-        self._check_stabilizer()
+        self._check_options()
 
     def _bias(self, layer, sign: str):
         if not layer.has_bias or self.bias == "none":
@@ -461,6 +479,21 @@ class Gamma(Rule):
 RULES: dict[str, type[Rule]] = {
     cls.name: cls for cls in (LRP0, Epsilon, AlphaBeta, ZPlus, ZB, WSquare, Flat, Gamma)
 }
+
+
+def choices_by_rule(name: str) -> dict[str, tuple[str, ...]]:
+    """``{rule name: values}`` of option ``name`` over every rule that has it as a choice."""
+    out = {}
+    for rule_name, cls in RULES.items():
+        allowed = option_choices(cls, name)
+        if allowed:
+            out[rule_name] = allowed
+    return out
+
+
+def all_choices(name: str) -> tuple[str, ...]:
+    """Every value option ``name`` takes in some rule (in order of first appearance)."""
+    return tuple(dict.fromkeys(v for values in choices_by_rule(name).values() for v in values))
 
 
 def make_rule(name: str, **options) -> Rule:

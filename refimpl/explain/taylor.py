@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import check_int, check_positive
-from ..layers import Dense, Flatten, LeakyReLU, ReLU
-from ..network import Sequential
+from ..nn.layers import Dense, Flatten, LeakyReLU, ReLU
+from ..nn.network import Sequential
 from .gradient import _prepare, class_gradient
 
 ROOTS = ("limit", "search")

@@ -6,7 +6,7 @@ chain from one input to one output, made of these operators (default domain ``ai
 =========================  ===========================================================
 ONNX operator              refimpl layer
 =========================  ===========================================================
-Gemm                       :class:`~refimpl.layers.Dense`, ``Y = alpha A B' + beta C``
+Gemm                       :class:`~refimpl.nn.layers.Dense`, ``Y = alpha A B' + beta C``
                            (``transA = 0``; ``B' = B`` or ``B^T`` for ``transB = 1``):
                            ``W = alpha B'``, ``b = beta C`` (eq. 2.7, ``z = a @ W + b``)
 MatMul, then Add           Dense with bias: ``z = a @ B + c`` (``c`` either Add operand)
@@ -14,7 +14,7 @@ MatMul alone               Dense without bias
 Relu, LeakyRelu (alpha)    ReLU, LeakyReLU(slope = alpha)
 Tanh, Sigmoid              Tanh, Sigmoid
 LogSoftmax (axis -1 or 1)  LogSoftmax (over the features of a ``(batch, features)`` input)
-Flatten (axis = 1)         :class:`~refimpl.layers.Flatten`
+Flatten (axis = 1)         :class:`~refimpl.nn.layers.Flatten`
 Reshape to (batch, -1)     Flatten: the shape ``[-1, d]``, ``[0, -1]``, ``[0, d]`` or
                            ``[N, d]``/``[N, -1]`` with ``N`` the graph's static batch size,
                            ``d`` the per-sample size (what ``torch.onnx.export(...,
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from ..layers import Dense, Flatten, Layer, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
-from ..network import Sequential
+from ..nn.layers import Dense, Flatten, Layer, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
+from ..nn.network import Sequential
 
 SUPPORTED_OPS = (
     "Gemm",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..network import Sequential
+from ..nn.network import Sequential
 from .torch import import_torch, to_torch
 
 # refimpl method -> a factory of the peer's rule with the peer's defaults

@@ -2,7 +2,7 @@
 
 Needs the optional extra ``[torch]``. Weights are copied, never rounded: a float64 module gives
 a float64 network and back, bit for bit. PyTorch stores a linear layer's weight as
-``(out, in)``; refimpl's :class:`~refimpl.layers.Dense` uses the paper's ``(in, out)``
+``(out, in)``; refimpl's :class:`~refimpl.nn.layers.Dense` uses the paper's ``(in, out)``
 (eq. 2.7, ``z = a @ W + b``), so ``W = weight.T``.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import Dense, Flatten, Layer, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
-from ..network import Sequential
+from ..nn.layers import Dense, Flatten, Layer, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
+from ..nn.network import Sequential
 
 
 def import_torch():

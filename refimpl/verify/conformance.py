@@ -4,7 +4,7 @@
 that another implementation reads with NumPy and JSON alone, without refimpl installed::
 
     DIR/manifest.json                  format, version, tolerances, conventions, every case
-    DIR/<case>/model.npz               the net as a refimpl model file (refimpl.modelfile)
+    DIR/<case>/model.npz               the net as a refimpl model file (refimpl.nn.modelfile)
     DIR/<case>/W0.npy, b0.npy, ...     the same net as plain arrays, W{i} (in, out) per dense layer
     DIR/<case>/x.npy, target.npy, logits.npy
     DIR/<case>/expected/<preset>/<name>.npy   the relevance of every rule and method per preset
@@ -40,16 +40,16 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .atomic import atomic_write
-from .explain.lrp import Explanation
-from .explain.methods import explain
-from .explain.presets import PRESETS, Preset
-from .explain.rules import RULES, Rule
-from .layers import Dense, ReLU
-from .modelfile import save_model
-from .network import Sequential, mlp
-from .verify import compare as verify_compare
+from .. import __version__
+from ..atomic import atomic_write
+from ..explain.lrp import Explanation
+from ..explain.methods import explain
+from ..explain.presets import PRESETS, Preset
+from ..explain.rules import RULES, Rule
+from ..nn.layers import Dense, ReLU
+from ..nn.modelfile import save_model
+from ..nn.network import Sequential, mlp
+from .comparison import compare as verify_compare
 
 FORMAT = "refimpl-conformance"
 VERSION = 1
@@ -116,7 +116,7 @@ class _Entry:
 
 
 def _random_net(sizes: list[int], seed: int, bias: bool) -> Sequential:
-    """A dense ReLU net (:func:`refimpl.network.mlp`, He init) with small normal biases."""
+    """A dense ReLU net (:func:`refimpl.nn.network.mlp`, He init) with small normal biases."""
     rng = np.random.default_rng(seed)
     net = mlp(sizes, bias=bias, rng=rng)
     for layer in net.layers:

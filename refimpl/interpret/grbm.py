@@ -22,7 +22,7 @@ Every public method takes and returns pixel-space ``x`` (``(n, d)`` batches); th
 is applied inside, so gradients are ``d log p / dx`` in pixel space. Parameters are float64.
 Training is contrastive divergence (CD-k, :func:`train_grbm`); the recipe that works on MNIST
 is 500 hidden units, CD-5, lr 1e-3, momentum 0.5 -> 0.9, weight decay 1e-4, sigma 0.5. The
-kind ``"grbm"`` is registered with :mod:`refimpl.modelfile` on import.
+kind ``"grbm"`` is registered with :mod:`refimpl.nn.modelfile` on import.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import expit
 
-from . import modelfile
-from ._checks import as_float_array, check_int, check_positive, check_result
-from ._table import format_table
-from .optim import SGD
+from .._checks import as_float_array, check_int, check_positive, check_result
+from .._table import format_table
+from ..nn import modelfile
+from ..nn.optim import SGD
 
 STD_ABS_FLOOR = 1e-6
 """Absolute lower bound of the standardization ``std`` built by :meth:`GaussianRBM.from_data`."""
@@ -415,7 +415,8 @@ def train_grbm(
     ``d(-log p)/dtheta = <dF/dtheta>_data - <dF/dtheta>_model``. CD-k estimates the model term
     at samples ``u_k`` reached by ``k`` Gibbs steps started at the data, using ``p(h | u_k)``
     (not a sampled ``h``) for the hidden statistics. Each parameter then moves by
-    ``v <- mu v - lr (g + weight_decay W)``, ``theta <- theta + v`` (heavy-ball SGD, refimpl.optim).
+    ``v <- mu v - lr (g + weight_decay W)``, ``theta <- theta + v`` (heavy-ball SGD,
+    refimpl.nn.optim).
 
     Raises
     ------

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._checks import check_positive
+from .._checks import check_positive
 
 
 class Optimizer:

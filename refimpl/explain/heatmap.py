@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import as_float_array
-from ._figures import pyplot, save_png
+from .._checks import as_float_array
+from .._figures import pyplot, save_png
 
 CMAP = "bwr"  # blue (negative) - white (zero) - red (positive)
 

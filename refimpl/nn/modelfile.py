@@ -17,7 +17,7 @@ An uncompressed or compressed ``.npz`` holding
 
 ``kind`` names the model class; models made of several networks (e.g. a GAN) nest specs and
 prefix array names (``generator.layers.0.W``). New kinds and layer types register themselves in
-``MODEL_KINDS`` and ``refimpl.layers.LAYER_TYPES``; the version changes only when a file that
+``MODEL_KINDS`` and ``refimpl.nn.layers.LAYER_TYPES``; the version changes only when a file that
 loads today would load differently.
 
 Loading validates: the archive and its JSON, format and version, the kind, unknown layer types,
@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .atomic import atomic_write
-from .files import NPY_MAGIC, check_input_file, npy_data_bytes, read_npy_header
+from ..atomic import atomic_write
+from ..files import NPY_MAGIC, check_input_file, npy_data_bytes, read_npy_header
 from .layers import LAYER_TYPES
 from .network import Sequential
 
@@ -114,7 +114,11 @@ MODEL_KINDS: dict[str, tuple[type, Callable, Callable]] = {
 
 
 # kinds defined in other modules, imported on first load so callers need not import them first
-_KIND_MODULES = {"grbm": "refimpl.grbm", "gan": "refimpl.gan", "decoder": "refimpl.gan"}
+_KIND_MODULES = {
+    "grbm": "refimpl.interpret.grbm",
+    "gan": "refimpl.interpret.gan",
+    "decoder": "refimpl.interpret.gan",
+}
 
 
 def register_kind(name: str, cls: type, encode: Callable, decode: Callable) -> None:

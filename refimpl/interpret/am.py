@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
-from ._checks import as_float_array, check_int, check_positive, check_result
-from .explain.output import target_indices
-from .layers import log_softmax
-from .network import Sequential
+from .._checks import as_float_array, check_int, check_positive, check_result
+from ..explain.output import target_indices
+from ..nn.layers import log_softmax
+from ..nn.network import Sequential
 
 
 @dataclass
@@ -92,7 +92,7 @@ class ExpertPrior:
 class ThroughGenerator:
     """Eq. 3.3: evaluate ``term`` on ``g(z)`` and backpropagate its gradient to the code ``z``."""
 
-    generator: object  # a refimpl.gan.CodeModel
+    generator: object  # a refimpl.interpret.gan.CodeModel
     term: Callable
 
     def __call__(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

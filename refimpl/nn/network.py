@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_float_array, check_float_dtype, check_int, check_result
-from ._table import format_table
+from .._checks import as_float_array, check_float_dtype, check_int, check_result
+from .._table import format_table
 from .init import INITIALIZERS
 from .layers import ACTIVATIONS, Dense, Layer
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import expit
 
-from ._checks import as_float_array, check_float_dtype, check_positive
+from .._checks import as_float_array, check_float_dtype, check_positive
 
 
 class Layer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_float_dtype, check_int
+from .._checks import check_float_dtype, check_int
 
 
 def he_normal(n_in: int, n_out: int, rng: np.random.Generator, dtype=np.float64) -> np.ndarray:

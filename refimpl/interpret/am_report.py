@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import check_int, check_positive
-from ._figures import pyplot, save_png
+from .._checks import check_int, check_positive
+from .._figures import pyplot, save_png
+from ..data.mnist import MnistData, scale_pixels
+from ..nn.modelfile import load_model, save_model
+from ..nn.network import mlp
+from ..nn.train import evaluate, train_classifier
 from .am import AMResult, am_code, am_expert, am_l2
 from .am_quality import QualityRow, prototype_quality, quality_table
 from .gan import GAN, class_code_means, classifier_score, train_gan
 from .grbm import GaussianRBM, train_grbm
-from .mnist import MnistData, scale_pixels
-from .modelfile import load_model, save_model
-from .network import mlp
-from .train import evaluate, train_classifier
 
 
 @dataclass

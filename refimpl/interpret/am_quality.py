@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._table import format_table
-from .layers import log_softmax
-from .network import Sequential
+from .._table import format_table
+from ..nn.layers import log_softmax
+from ..nn.network import Sequential
 
 
 def target_probability(classifier: Sequential, x: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Data: real MNIST (search, fetch) and the IDX format."""
