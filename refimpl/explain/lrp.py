@@ -269,8 +269,8 @@ def lrp(
     rule_of = RuleMap.of(rules).resolve(net)
     prepared = PreparedParameters() if prepared is None else prepared
     acts = net.activations(x)
-    R = output_relevance(acts[-1], target, R_out, seed)
     c = None if R_out is not None else target_indices(acts[-1], target)
+    R = output_relevance(acts[-1], target, R_out, seed, c=c)
     total = R.sum(axis=1)
     f = total if c is None else acts[-1][np.arange(len(c)), c]
     kept = [R]

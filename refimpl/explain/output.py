@@ -32,6 +32,10 @@ def target_indices(logits: np.ndarray, target) -> np.ndarray:
                 f"target must be 'predicted', a class index or an array, got {target!r}"
             )
         return logits.argmax(axis=1)
+    if type(target) is int:  # the common call: one class for the batch
+        if not 0 <= target < n_out:
+            raise ValueError(f"target must lie in [0, {n_out}), got {target}")
+        return np.full(n, target, dtype=np.intp)
     t = np.asarray(target)
     if t.dtype == bool or not np.issubdtype(t.dtype, np.integer):
         raise TypeError(f"target must be an integer class index, got {target!r}")
@@ -46,7 +50,7 @@ def target_indices(logits: np.ndarray, target) -> np.ndarray:
 
 
 def output_relevance(
-    logits: np.ndarray, target="predicted", R_out=None, seed: str = "logit"
+    logits: np.ndarray, target="predicted", R_out=None, seed: str = "logit", *, c=None
 ) -> np.ndarray:
     """Relevance at the output: ``R_L = f(x) onehot(c)`` (the logit of class c), or ``R_out``.
 
@@ -60,6 +64,8 @@ def output_relevance(
     seed : {"logit", "onehot"}
         ``logit`` (the paper, Captum): ``R_L = f(x) onehot(c)``; ``onehot`` (Zennit's usual
         call, ``attr_output=eye[c]``): ``R_L = onehot(c)``, so relevances are divided by f(x).
+    c : ndarray (n,), optional
+        ``target_indices(logits, target)``, when the caller has it already.
     """
     if seed not in SEEDS:
         raise ValueError(f"seed must be one of {SEEDS}, got {seed!r}")
@@ -72,7 +78,7 @@ def output_relevance(
         if not np.all(np.isfinite(R_out)):
             raise ValueError("R_out contains NaN or inf")
         return R_out
-    c = target_indices(logits, target)
+    c = target_indices(logits, target) if c is None else c
     R = np.zeros_like(logits)
     rows = np.arange(len(c))
     R[rows, c] = logits[rows, c] if seed == "logit" else 1.0

@@ -29,6 +29,7 @@ reproduce each peer (README, "Verifying other implementations").
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -153,7 +154,7 @@ class Rule:
     def terms(self, a: np.ndarray, layer) -> list[Term]:
         raise NotImplementedError
 
-    @property
+    @cached_property  # rules are frozen: built (and validated) once per rule object
     def stabilizer(self) -> Stabilizer | None:
         eps = getattr(self, "eps", 0.0)
         return Stabilizer(eps, getattr(self, "stabilizer_kind", "signed")) if eps else None
@@ -176,7 +177,11 @@ class Rule:
 
     def describe(self) -> str:
         """The rule and its options, as printed in a rule-map table."""
-        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return self._description
+
+    @cached_property
+    def _description(self) -> str:
+        opts = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         return f"{self.name}({opts})"
 
 
