@@ -202,7 +202,16 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print the relevance budget (LRP): per-layer sums, absorbed, dropped",
     )
-    p.add_argument("--heatmap", metavar="PNG", help="also save heatmaps (red +, blue -)")
+    p.add_argument(
+        "--heatmap", metavar="PNG", help="also save heatmaps (red +, blue -) of the first 64"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1024,
+        help="explain this many samples at a time, streaming input and output with bounded "
+        "memory and a progress line (default: %(default)s)",
+    )
     p.add_argument("--image-shape", help="HxW for heatmaps (default: from the input, or square)")
     _add_method_options(p)
     p.set_defaults(func=_cmd_explain)
@@ -359,9 +368,15 @@ def parse_rule_map(items: Sequence[str], preset: str = "paper"):
     return RuleMap(kwargs.pop("default", None), layers=layers, **kwargs)
 
 
-def _load_input(path: str, net) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Load INPUT.npy as a batch for ``net``; return it and the shape to give the relevances."""
-    x = _load_npy(path, "input")
+def _load_input(path: str, net, check: bool = True) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Load INPUT.npy as a batch for ``net``; return it and the shape to give the relevances.
+
+    With ``check=False`` the file is memory-mapped and returned unchecked (its shape only), to
+    be checked batch by batch as it is read.
+    """
+    from .files import load_npy
+
+    x = load_npy(path, "input", mmap=not check)
     d = int(np.prod(net.input_shape))
     if x.ndim == 0 or x.size % d or x.size == 0:
         raise ValueError(
@@ -369,41 +384,77 @@ def _load_input(path: str, net) -> tuple[np.ndarray, tuple[int, ...]]:
             f"{', '.join(map(str, net.input_shape))}) or anything of n x {d} values"
         )
     # one sample, a batch, or images: any array of n x d values is n samples
-    return net.check_input(x.reshape(-1, *net.input_shape), f"input {path!r}"), x.shape
+    x_batch = x.reshape(-1, *net.input_shape)
+    return (net.check_input(x_batch, f"input {path!r}") if check else x_batch), x.shape
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from ._checks import check_int
     from .atomic import atomic_write
-    from .explain.methods import explain
     from .explain.output import check_explainable
+    from .explain.stream import BatchSummary, Progress, explain_batches
 
+    check_int(args.batch_size, "--batch-size", low=1)
     _check_outputs(args, "out", "heatmap")
     net = _load_net(args.model)
     check_explainable(net)
-    x, shape = _load_input(args.input, net)
+    x, shape = _load_input(args.input, net, check=False)  # each batch is checked when read
     target, options, rules = _method_request(args, len(x))
     image_shape = _image_shape(args.image_shape, shape) if args.heatmap else None
     if args.method == "taylor" and options.get("root") == "search":
         options["missing_root"] = "zero"  # report the samples without a root, explain the rest
-    result = explain(net, x, args.method, target=target, rules=rules, preset=args.preset, **options)
+    progress = Progress("explain") if args.batch_size < len(x) else None
+    summary, drawn = BatchSummary(), []
+    batches = explain_batches(
+        net,
+        x,
+        args.method,
+        batch_size=args.batch_size,
+        target=target,
+        rules=rules,
+        preset=args.preset,
+        progress=progress,
+        what=f"input {args.input!r}",
+        **options,
+    )
     with atomic_write(args.out, "--out") as f:
-        np.save(f, result.R.reshape(shape))
-    _print_explanation(args, net, x, result, rules, options)
+        for start, result in batches:
+            xb = np.asarray(x[start : start + len(result.f)])
+            if start == 0:  # the header needs the dtype of the relevances
+                _write_npy_header(f, shape, result.R.dtype)
+            f.write(np.ascontiguousarray(result.R).tobytes())
+            summary.add(start, xb, result)
+            if args.heatmap and start < HEATMAP_SAMPLES:
+                drawn.append((xb, result.R))
+    _print_explanation(args, net, summary, rules, options)
     print(f"wrote {args.out}")
     if args.heatmap:
-        _save_heatmap(args.heatmap, x, result.R, image_shape)
+        xs, Rs = (np.concatenate(v)[:HEATMAP_SAMPLES] for v in zip(*drawn, strict=True))
+        if len(x) > HEATMAP_SAMPLES:
+            print(f"heatmap: the first {HEATMAP_SAMPLES} of {len(x):,} samples")
+        _save_heatmap(args.heatmap, xs, Rs, image_shape)
     return 0
 
 
-def _print_explanation(args, net, x, result, rules, options) -> None:
+HEATMAP_SAMPLES = 64  # explain --heatmap draws at most this many samples (the first ones)
+
+
+def _write_npy_header(f, shape: tuple[int, ...], dtype) -> None:
+    """The .npy header of a C-order array of ``shape`` and ``dtype``, data to follow."""
+    from numpy.lib import format as npy_format
+
+    header = {"descr": npy_format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False}
+    npy_format.write_array_header_1_0(f, {**header, "shape": tuple(shape)})  # as np.save
+
+
+def _print_explanation(args, net, summary, rules, options) -> None:
     """What was explained, per sample f(x) and sum R, and the budget (or what applies)."""
     from .explain.presets import preset
     from .explain.rules import RULES
 
-    f_x = result.f
-    R_sum = result.R.reshape(len(f_x), -1).sum(axis=1)
-    budget = getattr(result, "budget", None)
-    print(f"{args.method}: {len(f_x)} sample(s), target {_describe_target(result.target)}")
+    f_x, R_sum, budget = summary.get("f"), summary.get("R_sum"), summary.budget
+    target = summary.get("target")
+    print(f"{args.method}: {len(f_x)} sample(s), target {_describe_target(target)}")
     if rules is not None:
         print(rules.table(net))
     elif args.method in RULES:
@@ -413,7 +464,7 @@ def _print_explanation(args, net, x, result, rules, options) -> None:
     for i in range(min(len(f_x), 10)):
         print(f"  sample {i}: f(x) = {f_x[i]:.6g}, sum R = {R_sum[i]:.6g}")
     if args.method == "taylor":
-        _print_taylor(x, result, args.budget)
+        _print_taylor(summary, args.budget)
     elif args.budget and budget is None:
         print(
             f"note: --budget is the LRP relevance budget; {args.method} has none (sum R above "
@@ -426,33 +477,32 @@ def _print_explanation(args, net, x, result, rules, options) -> None:
 _ROOT_HINT = "try another --direction, --root-reference or --max-distance"
 
 
-def _print_taylor(x, result, detail: bool) -> None:
+def _print_taylor(summary, detail: bool) -> None:
     """Taylor's account of f(x) (eq. 4.2): f(root) + sum R + higher-order terms."""
-    ok = result.found
+    f, f_root, residual = summary.get("f"), summary.get("f_root"), summary.get("residual")
+    ok, dist = summary.get("found"), summary.get("root_distance")
     if ok.any():
         print(
-            f"  taylor: max |f(root)| = {np.abs(result.f_root[ok]).max():.3g}, "
-            f"max |residual| = {np.abs(result.residual[ok]).max():.3g}"
+            f"  taylor: max |f(root)| = {np.abs(f_root[ok]).max():.3g}, "
+            f"max |residual| = {np.abs(residual[ok]).max():.3g}"
         )
     if detail:
-        dist = np.linalg.norm((x - result.root).reshape(len(ok), -1), axis=1)
         print(
             "  sample  f(x)  f(root)  sum R  residual  |x - root|  (f(x) = f(root) + sum R + "
             "higher-order terms, eq. 4.2)"
         )
         for i in range(min(len(ok), 10)):
-            R_i = result.f[i] - result.residual[i]
             print(
-                f"  {i:6d}  {result.f[i]:.6g}  {result.f_root[i]:.3g}  {R_i:.6g}  "
-                f"{result.residual[i]:.3g}  {dist[i]:.4g}" + ("" if ok[i] else "  (no root)")
+                f"  {i:6d}  {f[i]:.6g}  {f_root[i]:.3g}  {f[i] - residual[i]:.6g}  "
+                f"{residual[i]:.3g}  {dist[i]:.4g}" + ("" if ok[i] else "  (no root)")
             )
-    if result.failures:
+    if summary.failures:
         from .explain.taylor import describe_root_failures
 
         print(
-            f"warning: {describe_root_failures(result.failures, _ROOT_HINT)}. "
+            f"warning: {describe_root_failures(summary.failures, _ROOT_HINT)}. "
             "Their relevances are written as 0 "
-            f"(samples {sorted(result.failures)[:20]}); the other "
+            f"(samples {sorted(summary.failures)[:20]}); the other "
             f"{int(ok.sum())} sample(s) are explained.",
             file=sys.stderr,
         )

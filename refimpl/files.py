@@ -159,7 +159,7 @@ def open_input_file(
     return os.fdopen(fd, "rb")
 
 
-def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
+def load_npy(path: str | os.PathLike, what: str, *, mmap: bool = False) -> np.ndarray:
     """Read one array from a ``.npy`` file, refusing anything else with a clear message.
 
     Parameters
@@ -168,11 +168,14 @@ def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
         The ``.npy`` file (as written by ``np.save``).
     what : str
         What the array is, for the messages: ``"input"``, ``"--target"``, ...
+    mmap : bool
+        Map the file read-only (``np.load(..., mmap_mode="r")``) instead of reading it, so that
+        a large input is read batch by batch (``refimpl explain --batch-size``).
 
     Returns
     -------
     np.ndarray
-        The array, as ``np.load`` would return it.
+        The array, as ``np.load`` would return it (a read-only ``np.memmap`` with ``mmap``).
 
     Raises
     ------
@@ -199,6 +202,8 @@ def load_npy(path: str | os.PathLike, what: str) -> np.ndarray:
         _check_npy_size(size - offset, dtype, shape, name)
         f.seek(0)
         try:
+            if mmap and size > offset:
+                return np.load(path, mmap_mode="r", allow_pickle=False)
             return npy_format.read_array(f, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise ValueError(f"{name} is not a readable .npy array ({exc})") from None

@@ -163,6 +163,29 @@ class RelevanceBudget:
     relevance: np.ndarray
     layers: list[tuple[int, str, LayerBudget]]
 
+    @classmethod
+    def concatenate(cls, parts: list[RelevanceBudget]) -> RelevanceBudget:
+        """The budget of consecutive batches explained one after the other, as one batch."""
+        first = parts[0]
+
+        def cat(get):
+            return np.concatenate([get(b) for b in parts])
+
+        layers = [
+            (
+                i,
+                rule,
+                LayerBudget(
+                    *(
+                        cat(lambda b, k=k, f=f: getattr(b.layers[k][2], f))
+                        for f in ("relevance_out", "relevance_in", "bias", "stabilizer", "dropped")
+                    )
+                ),
+            )
+            for k, (i, rule, _) in enumerate(first.layers)
+        ]
+        return cls(cat(lambda b: b.f), cat(lambda b: b.relevance), layers)
+
     @property
     def bias(self) -> np.ndarray:
         return sum((lb.bias for _, _, lb in self.layers), np.zeros_like(self.f))
