@@ -211,3 +211,35 @@ def test_input_gradient_equals_the_full_backward_pass(activation):
     out, caches = net.forward(x)
     dout = np.random.default_rng(2).normal(size=out.shape)
     np.testing.assert_array_equal(net.input_gradient(caches, dout), net.backward(caches, dout)[0])
+
+
+def test_verify_computes_each_transform_once_for_its_net(monkeypatch):
+    """verify's reference, rounding estimate and ~100 diagnosis candidates share one
+    PreparedParameters for the net (shared_parameters): no transform of the net's parameters is
+    computed twice; outside the block nothing is kept."""
+    from refimpl.explain import prepared as prep
+    from refimpl.explain.methods import explain
+    from refimpl.verify import verify
+
+    net = mlp([6, 5, 4, 3], rng=0)
+    x = np.random.default_rng(1).uniform(0, 1, (4, 6))
+    R = explain(net, x, "lrp-alpha-beta", preset="zennit").R  # a mismatch under the paper's
+    own = {id(p) for p in net.parameters()}
+    computed = []
+    real = prep.parse_transform
+
+    def counting(t):
+        param, fn = real(t)
+
+        def wrapped(p):
+            if id(p) in own:
+                computed.append((id(p), t if not isinstance(t, tuple) else t))
+            return fn(p)
+
+        return param, wrapped
+
+    monkeypatch.setattr(prep, "parse_transform", counting)
+    report = verify(net, x, R, "lrp-alpha-beta")
+    assert not report.passed and report.tried > 50  # the diagnosis ran its candidates
+    assert len(computed) == len(set(computed)) > 0
+    assert prep._SCOPE.get() is None

@@ -19,7 +19,7 @@ from .._table import format_table
 from ..nn.layers import Layer
 from ..nn.network import Sequential
 from .output import check_explainable, output_relevance, target_indices
-from .prepared import PreparedParameters
+from .prepared import PreparedParameters, prepared_for
 from .propagate import LayerBudget, batch_sum, propagate_linear
 from .rules import ZB, Rule
 
@@ -278,7 +278,8 @@ def lrp(
         ``layers[-1]`` is the output relevance).
     prepared : PreparedParameters, optional
         Transformed parameters (``w+``, ...) to reuse across calls (a snapshot:
-        :mod:`refimpl.explain.prepared`); by default a fresh one per call.
+        :mod:`refimpl.explain.prepared`); by default the one of an enclosing
+        :func:`~refimpl.explain.prepared.shared_parameters` block, else a fresh one per call.
 
     Returns
     -------
@@ -290,7 +291,7 @@ def lrp(
     check_explainable(net)
     x = net.check_input(x)
     rule_of = RuleMap.of(rules).resolve(net)
-    prepared = PreparedParameters() if prepared is None else prepared
+    prepared = prepared_for(net) if prepared is None else prepared
     acts = net.activations(x)
     c = None if R_out is not None else target_indices(acts[-1], target)
     R = output_relevance(acts[-1], target, R_out, seed, c=c)

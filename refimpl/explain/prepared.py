@@ -26,7 +26,9 @@ call :meth:`PreparedParameters.clear` after in-place changes (e.g. a training st
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -106,3 +108,31 @@ class PreparedParameters:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+
+_SCOPE: ContextVar[dict[int, tuple[Any, PreparedParameters]] | None] = ContextVar(
+    "refimpl_shared_parameters", default=None
+)
+
+
+@contextmanager
+def shared_parameters(*nets) -> Iterator[None]:
+    """Within the block, every LRP call on one of ``nets`` reuses one PreparedParameters per net.
+
+    ``verify`` (its reference, rounding estimate and the ~125 candidates of its diagnosis) and
+    the conformance export run many explanations of the same net: the transforms are computed
+    once. The scope is the block: parameters must not change inside it, and nothing is kept
+    after it (other nets, e.g. the perturbed copies of the rounding estimate, get a fresh cache).
+    """
+    outer = _SCOPE.get() or {}
+    token = _SCOPE.set({**outer, **{id(net): (net, PreparedParameters()) for net in nets}})
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+def prepared_for(net) -> PreparedParameters:
+    """The PreparedParameters :func:`shared_parameters` holds for ``net``, else a fresh one."""
+    hit = (_SCOPE.get() or {}).get(id(net))
+    return hit[1] if hit is not None and hit[0] is net else PreparedParameters()

@@ -31,6 +31,7 @@ import numpy as np
 from .._checks import check_positive
 from ..explain.lrp import RuleMap
 from ..explain.methods import explain
+from ..explain.prepared import shared_parameters
 from ..explain.presets import Preset
 from ..explain.presets import preset as get_preset
 from ..explain.rounding import rounding_estimate
@@ -114,71 +115,72 @@ def verify(
     rtol = check_positive(rtol, "rtol")
     p = get_preset(preset)
     net64, x64 = _reference_net(net), x.astype(np.float64)
-    ref = explain(net64, x64, method, target=target, rules=rules, preset=p, **options)
-    c = ref.target
-    seed = options.get("seed", p.seed) if (method in RULES or method == "lrp") else None
-    # the precision the candidate was computed in: the lower of its own and the model's
-    low = np.float32 if np.dtype(np.float32) in (R.dtype, net.dtype) else np.float64
+    with shared_parameters(net64):  # reference, rounding estimate and diagnosis
+        ref = explain(net64, x64, method, target=target, rules=rules, preset=p, **options)
+        c = ref.target
+        seed = options.get("seed", p.seed) if (method in RULES or method == "lrp") else None
+        # the precision the candidate was computed in: the lower of its own and the model's
+        low = np.float32 if np.dtype(np.float32) in (R.dtype, net.dtype) else np.float64
 
-    def compute(n_, x_):
-        t = target if c is None else c  # fixed classes: a perturbation must not flip them
-        return explain(n_, x_, method, target=t, rules=rules, preset=p, **options).R
+        def compute(n_, x_):
+            t = target if c is None else c  # fixed classes: a perturbation must not flip them
+            return explain(n_, x_, method, target=t, rules=rules, preset=p, **options).R
 
-    S = rounding_estimate(compute, net64, x64, low)
-    cmp = compare(R, ref.R, rtol, S)
-    R64 = R.astype(np.float64).reshape(len(R), -1)
-    R_ref = ref.R.reshape(len(R), -1)
-    with np.errstate(over="ignore"):  # a huge but finite candidate: its sums may overflow
-        sum_candidate = R64.sum(axis=1)
-    report = Report(
-        method=method,
-        preset=p.name,
-        rule=p.rule(method, **_rule_options(options)).describe() if method in RULES else None,
-        seed=seed,
-        rtol=rtol,
-        f=ref.f,
-        target=c,
-        sum_candidate=sum_candidate,
-        sum_reference=R_ref.sum(axis=1),
-        reference_max=np.abs(R_ref).max(axis=1),
-        comparison=cmp,
-        nonfinite=int((~np.isfinite(R64)).sum()),
-        dtype=np.dtype(low).name,
-    )
-    if report.nonfinite:
-        report.note = _nonfinite_cause(R64, cmp)
-        return report
-    if cmp.passed:
-        if low != np.float64 and method in RULES and rules is None:
-            args = (method, p, options, seed, c, rtol, S)
-            report.indistinguishable = _indistinguishable(net64, x64, R, ref.R, *args)
-        return report
-    if not diagnose_mismatch:
-        return report
-    if rules is not None or method == "taylor":
-        report.note = (
-            "the diagnosis covers single-rule LRP methods and the gradient methods; for a rule "
-            "map or Taylor, verify layer rules one at a time"
+        S = rounding_estimate(compute, net64, x64, low)
+        cmp = compare(R, ref.R, rtol, S)
+        R64 = R.astype(np.float64).reshape(len(R), -1)
+        R_ref = ref.R.reshape(len(R), -1)
+        with np.errstate(over="ignore"):  # a huge but finite candidate: its sums may overflow
+            sum_candidate = R64.sum(axis=1)
+        report = Report(
+            method=method,
+            preset=p.name,
+            rule=p.rule(method, **_rule_options(options)).describe() if method in RULES else None,
+            seed=seed,
+            rtol=rtol,
+            f=ref.f,
+            target=c,
+            sum_candidate=sum_candidate,
+            sum_reference=R_ref.sum(axis=1),
+            reference_max=np.abs(R_ref).max(axis=1),
+            comparison=cmp,
+            nonfinite=int((~np.isfinite(R64)).sum()),
+            dtype=np.dtype(low).name,
         )
+        if report.nonfinite:
+            report.note = _nonfinite_cause(R64, cmp)
+            return report
+        if cmp.passed:
+            if low != np.float64 and method in RULES and rules is None:
+                args = (method, p, options, seed, c, rtol, S)
+                report.indistinguishable = _indistinguishable(net64, x64, R, ref.R, *args)
+            return report
+        if not diagnose_mismatch:
+            return report
+        if rules is not None or method == "taylor":
+            report.note = (
+                "the diagnosis covers single-rule LRP methods and the gradient methods; for a rule "
+                "map or Taylor, verify layer rules one at a time"
+            )
+            return report
+        report.diagnosis, report.tried = _diagnose_failing(
+            net64,
+            x64,
+            R,
+            ref.R,
+            report.failing,
+            method=method,
+            target=target,
+            classes=c,
+            preset=p,
+            options=options,
+            seed=seed,
+            rtol=rtol,
+            estimate=S,
+            dtype=low,
+        )
+        report.precision = _precision_level(cmp.rel_error[report.unexplained()], low)
         return report
-    report.diagnosis, report.tried = _diagnose_failing(
-        net64,
-        x64,
-        R,
-        ref.R,
-        report.failing,
-        method=method,
-        target=target,
-        classes=c,
-        preset=p,
-        options=options,
-        seed=seed,
-        rtol=rtol,
-        estimate=S,
-        dtype=low,
-    )
-    report.precision = _precision_level(cmp.rel_error[report.unexplained()], low)
-    return report
 
 
 def _nonfinite_cause(R: np.ndarray, cmp: Comparison) -> str:

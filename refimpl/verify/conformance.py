@@ -44,6 +44,7 @@ from .. import __version__
 from ..atomic import atomic_write
 from ..explain.lrp import Explanation
 from ..explain.methods import explain
+from ..explain.prepared import shared_parameters
 from ..explain.presets import PRESETS, Preset
 from ..explain.rules import RULES, Rule
 from ..nn.layers import Dense, ReLU
@@ -706,6 +707,12 @@ def _remove_replaced(old: Path, say: Callable[[str], None]) -> None:
         say(f"could not remove the replaced set, left at {old}")
 
 
+def _write_shared(root: Path, case: _Case, say: Callable[[str], None]) -> dict[str, Any]:
+    """:func:`_write_case` with one PreparedParameters for all of the case's explanations."""
+    with shared_parameters(case.net):
+        return _write_case(root, case, say)
+
+
 def export_conformance(
     directory: str | os.PathLike,
     *,
@@ -765,7 +772,7 @@ def export_conformance(
     tmp = _sibling(target, "tmp")
     tmp.mkdir()
     try:
-        cases = [_write_case(tmp, build(), say) for build in CASES]
+        cases = [_write_shared(tmp, build(), say) for build in CASES]
         _write_json(tmp / MANIFEST, _manifest(cases))
         _move_into_place(tmp, target, overwrite, say)
     except BaseException:
