@@ -271,3 +271,28 @@ def test_sequential_with_multi_dimensional_input_shape():
         net.check_input(np.ones((5, 3, 2)))
     with pytest.raises(ValueError, match="does not chain"):
         Sequential([Flatten(), Dense(np.ones((6, 2)))], input_shape=(2, 4))
+
+
+def test_backward_without_input_gradient_gives_the_same_parameter_gradients():
+    """Training skips the first layer's ``dout @ W.T``: the parameter gradients are bitwise the
+    same as the full backward pass's, and no input gradient is returned."""
+    from refimpl.nn.layers import Flatten, ReLU
+    from refimpl.nn.network import Sequential
+
+    rng = np.random.default_rng(0)
+    for net in (
+        mlp([7, 5, 4, 3], rng=1),
+        mlp([7, 5, 3], rng=2, bias=False),
+        Sequential([Flatten(), ReLU(), *mlp([6, 4, 2], rng=3).layers], input_shape=(2, 3)),
+    ):
+        x = rng.normal(size=(4, *net.input_shape))
+        z, caches = net.forward(x)
+        dz = rng.normal(size=z.shape)
+        dx, full = net.backward(caches, dz)
+        none, fast = net.backward(caches, dz, input_grad=False)
+        assert none is None and dx.shape == x.shape
+        assert len(full) == len(fast) == len(net.parameters())
+        for a, b in zip(full, fast, strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="expected 1 caches, got 2"):
+        mlp([3, 2], rng=0).backward([None, None], np.zeros((1, 2)))

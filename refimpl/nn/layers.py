@@ -45,6 +45,10 @@ class Layer:
         """Only the input gradient of :meth:`backward` (layers with parameters skip theirs)."""
         return self.backward(cache, dout)[0]
 
+    def backward_params(self, cache: Any, dout: np.ndarray) -> dict[str, np.ndarray]:
+        """Only the parameter gradients of :meth:`backward` (dense layers skip the input's)."""
+        return self.backward(cache, dout)[1]
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one sample's output for one sample's input shape; raise if incompatible."""
         return input_shape
@@ -121,6 +125,12 @@ class Dense(Layer):
 
     def backward_input(self, cache, dout):
         return dout @ self.W.T
+
+    def backward_params(self, cache, dout):
+        grads = {"W": cache.T @ dout}
+        if self.b is not None:
+            grads["b"] = dout.sum(axis=0)
+        return grads
 
     @staticmethod
     def linear(x: np.ndarray, W: np.ndarray) -> np.ndarray:

@@ -131,11 +131,27 @@ class Sequential:
         check_result(out, f"{what} ({self.layers[i]!r})")
 
     @np.errstate(over="ignore", invalid="ignore")  # overflow is checked and named, not warned
-    def backward(self, caches: list[Any], dout: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Backpropagate ``dout``; return the input gradient and gradients of ``parameters()``."""
+    def backward(
+        self, caches: list[Any], dout: np.ndarray, *, input_grad: bool = True
+    ) -> tuple[np.ndarray | None, list[np.ndarray]]:
+        """Backpropagate ``dout``; return the input gradient and gradients of ``parameters()``.
+
+        With ``input_grad=False`` (training) the input gradient is not computed and ``None`` is
+        returned for it: the backward pass stops at the first layer with parameters, which
+        computes only its parameter gradients (for a dense layer, no ``dout @ W.T``).
+        """
+        if len(caches) != len(self.layers):
+            raise ValueError(f"expected {len(self.layers)} caches, got {len(caches)}")
+        first = 0
+        if not input_grad:
+            first = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
         grads: list[np.ndarray] = []
-        for layer, cache in zip(reversed(self.layers), reversed(caches), strict=True):
-            dout, g = layer.backward(cache, dout)
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[i]
+            if i == first and not input_grad:
+                g, dout = layer.backward_params(caches[i], dout), None
+            else:
+                dout, g = layer.backward(caches[i], dout)
             grads.extend(reversed([g[name] for name in layer.params]))
         grads.reverse()
         return dout, grads

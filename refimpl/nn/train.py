@@ -138,7 +138,7 @@ def train_classifier(
                 xb = random_shift(xb, shift, rng, image_shape, fill)
             z, caches = net.forward(xb)
             loss, dz = softmax_cross_entropy(z, y[idx])
-            _, grads = net.backward(caches, dz)
+            _, grads = net.backward(caches, dz, input_grad=False)
             opt.step(grads)
             total += loss * len(idx)
         opt.lr *= lr_decay
