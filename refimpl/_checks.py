@@ -33,7 +33,7 @@ def as_float_array(x, name: str, *, ndim: int | None = None, dtype=None) -> np.n
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if arr.dtype != bool and not _all_finite(arr):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); expected finite numbers")
     target = check_float_dtype(dtype, "dtype") if dtype is not None else None
@@ -50,6 +50,14 @@ def as_float_array(x, name: str, *, ndim: int | None = None, dtype=None) -> np.n
             )
         arr = cast
     return arr
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """Whether every value is finite, in one pass when it is: a NaN or inf makes the sum
+    non-finite; a sum that overflows from finite values is looked at closely."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum()
+    return bool(np.isfinite(total)) or bool(np.all(np.isfinite(arr)))
 
 
 def nonfinite_rows(arr: np.ndarray) -> np.ndarray:
