@@ -8,20 +8,16 @@ import pytest
 
 from refimpl.cli import main
 from refimpl.explain.taylor import search_root, taylor
-from refimpl.nn.layers import Dense
 from refimpl.nn.modelfile import save_model
 from refimpl.nn.network import mlp
+
+from .nets import randomize_biases
 
 
 def _biased_net():
     """A 16-8-6-3 net with biases: f_0(0) > 0, so the segment to 0 of a sample with f_0(x) < 0
     has a root and the others (f_0 > 0 all along) have none."""
-    net = mlp([16, 8, 6, 3], rng=1)
-    rng = np.random.default_rng(3)
-    for layer in net.layers:
-        if isinstance(layer, Dense):
-            layer.b[...] = rng.normal(0, 0.5, layer.b.shape)
-    return net
+    return randomize_biases(mlp([16, 8, 6, 3], rng=1), np.random.default_rng(3))
 
 
 @pytest.fixture

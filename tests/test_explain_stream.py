@@ -11,18 +11,15 @@ import pytest
 from refimpl.cli import main
 from refimpl.explain.methods import explain
 from refimpl.explain.stream import BatchSummary, Progress, explain_batches
-from refimpl.nn.layers import Dense
 from refimpl.nn.modelfile import save_model
 from refimpl.nn.network import mlp
+
+from .nets import randomize_biases
 
 
 @pytest.fixture
 def files(tmp_path):
-    net = mlp([16, 8, 6, 3], rng=1)
-    rng = np.random.default_rng(3)
-    for layer in net.layers:
-        if isinstance(layer, Dense):
-            layer.b[...] = rng.normal(0, 0.5, layer.b.shape)
+    net = randomize_biases(mlp([16, 8, 6, 3], rng=1), np.random.default_rng(3))
     save_model(tmp_path / "net.npz", net)
     x = np.random.default_rng(2).uniform(-1, 1, (10, 4, 4))
     np.save(tmp_path / "x.npy", x)

@@ -130,18 +130,11 @@ def taylor(
             f, g = class_gradient(net, x, c)
             zero = np.zeros_like(x)
             return TaylorResult(g * x, zero, np.zeros_like(f), f, c)
-        root_point, failures = _search(
-            net,
-            x,
-            c,
-            direction=direction,
-            reference=reference,
-            max_distance=max_distance,
-            grid=grid,
-            tol=tol,
-        )
-        if failures and missing_root == "raise":
-            raise ValueError(describe_root_failures(failures))
+        search = {"reference": reference, "max_distance": max_distance, "grid": grid, "tol": tol}
+        if missing_root == "raise":
+            root_point, failures = search_root(net, x, c, direction=direction, **search), {}
+        else:
+            root_point, failures = _search(net, x, c, direction=direction, **search)
     else:
         root_point = net.check_input(_broadcast(root, x.shape, "root"), "root")
         failures = {}
