@@ -166,7 +166,7 @@ def propagate_linear(
         )
         shares.append((s, d, zero))
         for g, t in term.parts:
-            contribution = layer.linear_T(s, step.param(t))
+            contribution = layer.linear_T(s, step.param(t), a.shape[1:])
             if g is not ONES:
                 contribution *= g
             if R_in is None:

@@ -10,9 +10,10 @@ Every layer has the same two methods, short enough to check by eye side by side:
 
 Layers hold no explanation logic: how relevance passes a layer lives in the explanation modules.
 A layer only declares what kind of map it is (``relevance``): ``"linear"`` (it offers
-``linear(x, P)``, its map with parameters ``P`` and without bias, the adjoint ``linear_T(s, P)``
-and ``add_bias``/``bias_dot`` for its bias), ``"elementwise"`` (activations: relevance passes
-unchanged), ``"reshape"`` (Flatten), or ``None`` (the engine refuses it by name).
+``linear(x, P)``, its map with parameters ``P`` and without bias, the adjoint
+``linear_T(s, P, input_shape)`` and ``add_bias``/``bias_dot`` for its bias), ``"elementwise"``
+(activations: relevance passes unchanged), ``"reshape"`` (Flatten), or ``None`` (the engine
+refuses it by name). :class:`refimpl.nn.conv.Conv2d` is a linear layer too.
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ class Dense(Layer):
         return x @ W
 
     @staticmethod
-    def linear_T(s: np.ndarray, W: np.ndarray) -> np.ndarray:
-        """The adjoint of :meth:`linear`: ``s @ W.T``."""
+    def linear_T(s: np.ndarray, W: np.ndarray, input_shape: tuple[int, ...] | None = None):
+        """The adjoint of :meth:`linear`: ``s @ W.T`` (``input_shape``, one input sample's shape,
+        is implied by ``W`` here; layers whose output size does not fix it use it)."""
         return s @ W.T
 
     @staticmethod
