@@ -91,14 +91,15 @@ def test_backward_matches_finite_differences(case):
     assert set(layer.backward_params(cache, g)) == set(layer.params)
 
 
-def as_dense(layer: Conv2d, input_shape: tuple[int, int, int]) -> Dense:
-    """The conv's dense matrix: ``linear`` applied to the identity basis (and its bias map)."""
+def as_dense(layer, input_shape: tuple[int, int, int]) -> Dense:
+    """Any linear layer's dense matrix: ``linear`` applied to the identity basis (and its bias
+    broadcast over the output)."""
     d = int(np.prod(input_shape))
     basis = np.eye(d).reshape(d, *input_shape)
-    W = layer.linear(basis, layer.W).reshape(d, -1)
-    b = None
-    if layer.b is not None:
-        b = np.broadcast_to(layer.b[:, None, None], layer.output_shape(input_shape)).reshape(-1)
+    W = layer.linear(basis, layer.linear_params["W"]).reshape(d, -1)
+    b = layer.linear_params.get("b")
+    if b is not None:
+        b = np.broadcast_to(b[:, None, None], layer.output_shape(input_shape)).reshape(-1)
     return Dense(W, b)
 
 

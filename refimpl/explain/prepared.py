@@ -78,15 +78,15 @@ class PreparedParameters:
         self._cache: dict[tuple[int, Any], tuple[Any, str, np.ndarray, np.ndarray]] = {}
 
     def get(self, layer, t: Transform) -> np.ndarray:
-        """``t`` applied to ``layer``'s parameter (``layer.params``), cached."""
+        """``t`` applied to ``layer``'s parameter (``layer.linear_params``), cached."""
         key = (id(layer), t)
         hit = self._cache.get(key)
         if hit is not None:
             owner, param, source, value = hit
-            if owner is layer and layer.params.get(param) is source:
+            if owner is layer and layer.linear_params.get(param) is source:
                 return value
         param, fn = parse_transform(t)
-        source = layer.params[param]
+        source = layer.linear_params[param]
         value = fn(source)
         self._cache[key] = (layer, param, source, value)
         return value

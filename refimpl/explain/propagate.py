@@ -71,7 +71,7 @@ class LinearStep:
 
     def __init__(self, layer, a: np.ndarray, z: np.ndarray | None, prepared: PreparedParameters):
         self.layer, self.a, self._z, self.prepared = layer, a, z, prepared
-        self.has_bias = layer.params.get("b") is not None
+        self.has_bias = layer.linear_params.get("b") is not None
 
     def param(self, t: Transform) -> np.ndarray:
         """The layer's parameter under transform ``t`` (prepared once)."""
@@ -89,7 +89,7 @@ class LinearStep:
         """The forward pre-activation ``linear(a, W) + b`` (from the forward pass if given)."""
         if self._z is None:
             z = self.linear(self.a, "w")
-            self._z = self.layer.add_bias(z, self.layer.params["b"]) if self.has_bias else z
+            self._z = self.layer.add_bias(z, self.layer.linear_params["b"]) if self.has_bias else z
         return self._z
 
 

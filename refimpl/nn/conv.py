@@ -31,6 +31,34 @@ def _pair(value, name: str) -> tuple[int, int]:
     return v, v
 
 
+def patches(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """The strided view ``(n, C, Ho, Wo, kh, kw)`` of ``x`` zero-padded (a copy only to pad)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def scatter_patches(cols: np.ndarray, input_shape, stride, padding) -> np.ndarray:
+    """The adjoint of :func:`patches`: add ``cols`` (n, C, Ho, Wo, kh, kw) back into the
+    input ``(n, C, H, W)`` (one strided addition per kernel offset; padding cut off)."""
+    n, C, Ho, Wo, kh, kw = cols.shape
+    (sh, sw), (ph, pw) = stride, padding
+    H, Wd = input_shape[-2:]
+    out = np.zeros((n, C, H + 2 * ph, Wd + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):  # one strided addition per kernel offset, over the whole batch
+        for j in range(kw):
+            out[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw] += cols[:, :, :, :, i, j]
+    return out[:, :, ph : ph + H, pw : pw + Wd]
+
+
+def smallest_input(out_hw, kernel, stride, padding) -> tuple[int, int]:
+    """The smallest (H, W) whose output is ``out_hw`` (the default input size of an adjoint)."""
+    return tuple(
+        (o - 1) * s + k - 2 * p for o, k, s, p in zip(out_hw, kernel, stride, padding, strict=True)
+    )
+
+
 class Conv2d(Layer):
     """2-d convolution (cross-correlation): ``z = W * x_pad + b`` (module docstring).
 
@@ -74,12 +102,7 @@ class Conv2d(Layer):
     # --- the map and its adjoint (also what LRP uses) -------------------------------------
 
     def _patches(self, x: np.ndarray, kh: int, kw: int) -> np.ndarray:
-        """The strided view ``(n, C, Ho, Wo, kh, kw)`` of the padded input (no copy)."""
-        ph, pw = self.padding
-        if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        view = sliding_window_view(x, (kh, kw), axis=(2, 3))
-        return view[:, :, :: self.stride[0], :: self.stride[1]]
+        return patches(x, (kh, kw), self.stride, self.padding)
 
     def linear(self, x: np.ndarray, W: np.ndarray) -> np.ndarray:
         """The convolution of ``x`` (n, C, H, W) with weights ``W``, no bias: (n, K, Ho, Wo)."""
@@ -98,20 +121,14 @@ class Conv2d(Layer):
         """
         K, C, kh, kw = W.shape
         n, _, Ho, Wo = s.shape
-        (sh, sw), (ph, pw) = self.stride, self.padding
         if input_shape is None:
-            input_shape = ((Ho - 1) * sh + kh - 2 * ph, (Wo - 1) * sw + kw - 2 * pw)
-        H, Wd = input_shape[-2:]
+            input_shape = smallest_input((Ho, Wo), (kh, kw), self.stride, self.padding)
         cols = (s.transpose(0, 2, 3, 1).reshape(-1, K) @ W.reshape(K, -1)).reshape(
             n, Ho, Wo, C, kh, kw
         )
-        out = np.zeros((n, C, H + 2 * ph, Wd + 2 * pw), dtype=cols.dtype)
-        for i in range(kh):  # one strided addition per kernel offset, over the whole batch
-            for j in range(kw):
-                out[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw] += cols[
-                    :, :, :, :, i, j
-                ].transpose(0, 3, 1, 2)
-        return out[:, :, ph : ph + H, pw : pw + Wd]
+        return scatter_patches(
+            cols.transpose(0, 3, 1, 2, 4, 5), input_shape, self.stride, self.padding
+        )
 
     @staticmethod
     def add_bias(z: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -46,6 +46,12 @@ class Layer:
         """Only the input gradient of :meth:`backward` (layers with parameters skip theirs)."""
         return self.backward(cache, dout)[0]
 
+    @property
+    def linear_params(self) -> dict[str, np.ndarray]:
+        """The arrays of a linear layer's map that LRP transforms (``"W"``, optional ``"b"``):
+        its parameters, or a fixed kernel for layers without any (average and sum pooling)."""
+        return self.params
+
     def backward_params(self, cache: Any, dout: np.ndarray) -> dict[str, np.ndarray]:
         """Only the parameter gradients of :meth:`backward` (dense layers skip the input's)."""
         return self.backward(cache, dout)[1]
