@@ -19,11 +19,13 @@ from .._table import format_table
 from ..nn.layers import Layer
 from ..nn.network import Sequential
 from .output import check_explainable, output_relevance, target_indices
+from .pooling import MaxPoolRule, WinnerTakesAll
 from .prepared import PreparedParameters, prepared_for
 from .propagate import LayerBudget, batch_sum, propagate_linear
 from .rules import ZB, Rule
 
 PASS_THROUGH = ("elementwise", "reshape")
+OWN_RULE = ("max",)  # layers with rules of their own (refimpl.explain.pooling)
 
 
 def linear_layers(net: Sequential) -> list[int]:
@@ -36,11 +38,11 @@ def linear_layers(net: Sequential) -> list[int]:
         kind = getattr(layer, "relevance", None)
         if kind == "linear":
             out.append(i)
-        elif kind not in PASS_THROUGH:
+        elif kind not in PASS_THROUGH + OWN_RULE:
             raise ValueError(
                 f"layer {i} ({layer!r}) declares no way for relevance to pass it (relevance="
-                f"{kind!r}; known: 'linear', {', '.join(map(repr, PASS_THROUGH))}): LRP refuses "
-                "it rather than passing relevance silently"
+                f"{kind!r}; known: 'linear', {', '.join(map(repr, PASS_THROUGH + OWN_RULE))}): "
+                "LRP refuses it rather than passing relevance silently"
             )
     return out
 
@@ -79,7 +81,7 @@ class RuleMap:
             *(((f"layers[{k}]", v) for k, v in (layers or {}).items())),
             *(((f"types[{k!r}]", v) for k, v in (types or {}).items())),
         ):
-            if rule is not None and not isinstance(rule, Rule):
+            if rule is not None and not isinstance(rule, (Rule, MaxPoolRule)):
                 raise TypeError(f"{name} must be an LRP Rule, got {type(rule).__name__}")
         self.default, self.first, self.middle, self.last = default, first, middle, last
         self.layers = dict(layers or {})
@@ -107,16 +109,17 @@ class RuleMap:
             f"got {type(rules).__name__}"
         )
 
-    def resolve(self, net: Sequential) -> dict[int, Rule]:
-        """The rule of every linear layer, by its index in ``net.layers``."""
+    def resolve(self, net: Sequential) -> dict[int, Rule | MaxPoolRule]:
+        """The rule of every linear layer (and max-pooling layer), by index in ``net.layers``."""
         linear = linear_layers(net)
-        bad = sorted(set(self.layers) - set(linear))
+        own = [i for i, layer in enumerate(net.layers) if layer.relevance in OWN_RULE]
+        bad = sorted(set(self.layers) - set(linear) - set(own))
         if bad:
             raise ValueError(
                 f"rules given for layer(s) {bad}, which are not dense layers (or other linear "
                 f"layers) and take no rule; the linear layers are {linear}"
             )
-        out = {}
+        out: dict[int, Rule | MaxPoolRule] = {}
         for pos, i in enumerate(linear):
             if i in self.layers:
                 rule = self.layers[i]
@@ -131,6 +134,19 @@ class RuleMap:
             if rule is None:
                 kind = "dense layer" if net.layers[i].type_name == "dense" else "layer"
                 raise ValueError(f"no rule for {kind} {i} ({net.layers[i]!r}); give a default")
+            if not isinstance(rule, Rule):
+                raise TypeError(
+                    f"layer {i} ({net.layers[i]!r}) is linear: it takes an LRP Rule, not "
+                    f"{rule.describe()}"
+                )
+            out[i] = rule
+        for i in own:  # max pooling: by index or type, else winner-take-all (the gradient)
+            rule = self.layers.get(i, self.types.get(net.layers[i].type_name, WinnerTakesAll()))
+            if not isinstance(rule, MaxPoolRule):
+                raise TypeError(
+                    f"layer {i} ({net.layers[i]!r}) takes a max-pooling rule (WinnerTakesAll or "
+                    f"MaxAsAverage, refimpl.explain.pooling), not {rule.describe()}"
+                )
             out[i] = rule
         return out
 
@@ -300,7 +316,10 @@ def lrp(
     kept = [R]
     books = []
     for i in reversed(range(len(net.layers))):
-        if i in rule_of:  # acts[i + 1] is the layer's forward output: its pre-activation z
+        if isinstance(rule_of.get(i), MaxPoolRule):
+            R, lb = rule_of[i].propagate(net.layers[i], acts[i], R, prepared)
+            books.append((i, rule_of[i].describe(), lb))
+        elif i in rule_of:  # acts[i + 1] is the layer's forward output: its pre-activation z
             R, lb = _propagate_layer(net, i, rule_of[i], acts[i], acts[i + 1], R, prepared)
             books.append((i, rule_of[i].describe(), lb))
         else:  # elementwise or reshape: relevance passes unchanged, in the layer input's shape

@@ -16,6 +16,16 @@ from .conv import _pair, patches, scatter_patches, smallest_input
 from .layers import Layer
 
 
+def _check_window(kernel_size, stride, padding) -> None:
+    if min(kernel_size) < 1 or min(stride) < 1:
+        raise ValueError(f"kernel_size and stride must be >= 1, got {kernel_size} and {stride}")
+    if any(2 * p > k for p, k in zip(padding, kernel_size, strict=True)):
+        raise ValueError(
+            f"padding must be at most half the kernel size (as in PyTorch), got padding "
+            f"{padding} for kernel {kernel_size}"
+        )
+
+
 class _Pool2d(Layer):
     """Pooling with a fixed kernel ``k`` (subclasses set :meth:`kernel_value`)."""
 
@@ -26,15 +36,7 @@ class _Pool2d(Layer):
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
         self.padding = _pair(padding, "padding")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1:
-            raise ValueError(
-                f"kernel_size and stride must be >= 1, got {kernel_size!r} and {stride!r}"
-            )
-        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
-            raise ValueError(
-                f"padding must be at most half the kernel size (as in PyTorch), got padding "
-                f"{self.padding} for kernel {self.kernel_size}"
-            )
+        _check_window(self.kernel_size, self.stride, self.padding)
         kh, kw = self.kernel_size
         self._kernel = np.full((kh, kw), self.kernel_value(kh * kw))
         self._linear_params = {"W": self._kernel}
@@ -120,3 +122,60 @@ class SumPool2d(_Pool2d):
     @staticmethod
     def kernel_value(count: int) -> float:
         return 1.0
+
+
+class MaxPool2d(Layer):
+    """Max pooling, ``z = max of each window`` (padding with -inf, as PyTorch's ``MaxPool2d``).
+
+    The gradient goes to the first maximum of each window in row-major order (what autograd
+    does); relevance has rules of its own (:mod:`refimpl.explain.pooling`), hence
+    ``relevance = "max"``.
+    """
+
+    type_name = "max_pool2d"
+    relevance = "max"
+
+    def __init__(self, kernel_size, stride=None, padding=0) -> None:
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+        _check_window(self.kernel_size, self.stride, self.padding)
+
+    def windows(self, x: np.ndarray) -> np.ndarray:
+        """The windows ``(n, C, Ho, Wo, kh kw)`` of ``x`` padded with -inf (a copy)."""
+        (ph, pw), (kh, kw) = self.padding, self.kernel_size
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+        view = patches(x, self.kernel_size, self.stride, (0, 0))
+        return view.reshape(*view.shape[:4], kh * kw)
+
+    def spread(self, cols: np.ndarray, input_shape) -> np.ndarray:
+        """Add per-window values ``cols`` (n, C, Ho, Wo, kh kw) back onto the input."""
+        kh, kw = self.kernel_size
+        return scatter_patches(
+            cols.reshape(*cols.shape[:4], kh, kw), input_shape, self.stride, self.padding
+        )
+
+    def as_average(self) -> AvgPool2d:
+        """Average pooling over the same windows (built once)."""
+        if getattr(self, "_average", None) is None:
+            self._average = AvgPool2d(self.kernel_size, self.stride, self.padding)
+        return self._average
+
+    def forward(self, x):
+        w = self.windows(x)
+        first = w.argmax(axis=-1)
+        z = np.take_along_axis(w, first[..., None], axis=-1)[..., 0]
+        return z, (x.shape[1:], first)
+
+    def backward(self, cache, dout):
+        shape, first = cache
+        kh, kw = self.kernel_size
+        onehot = np.arange(kh * kw) == first[..., None]
+        return self.spread(onehot * dout[..., None], shape), {}
+
+    output_shape = _Pool2d.output_shape
+    config = _Pool2d.config
+    from_config = classmethod(_Pool2d.from_config.__func__)
+    __repr__ = _Pool2d.__repr__
