@@ -113,7 +113,7 @@ def test_forward_outputs_agree_in_float64():
     ("module", "match"),
     [
         (nn.Sequential(nn.Linear(3, 2), nn.Softmax(dim=1)), r"module 1 \(Softmax\)"),
-        (nn.Sequential(nn.Conv2d(1, 2, 3)), r"module 0 \(Conv2d\)"),
+        (nn.Sequential(nn.Conv1d(1, 2, 3)), r"module 0 \(Conv1d\)"),
         (nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)), r"module 1 \(BatchNorm1d\)"),
         (nn.Sequential(nn.Linear(3, 2), nn.GELU()), r"module 1 \(GELU\)"),
         (nn.Sequential(nn.Flatten(start_dim=2), nn.Linear(3, 2)), r"Flatten\(start_dim=2"),
@@ -123,7 +123,7 @@ def test_forward_outputs_agree_in_float64():
     ],
     ids=[
         "softmax",
-        "conv",
+        "conv1d",
         "batchnorm",
         "gelu",
         "flatten start",

@@ -71,19 +71,21 @@ def _inputs(net: Sequential, x, target, torch):
 def zennit_relevance(
     net: Sequential, x: np.ndarray, target, rule_for_linear: Callable, first=None, R_out=None
 ) -> np.ndarray:
-    """Zennit's relevance with ``rule_for_linear()`` on every Linear (``first()`` on the first),
-    ``Pass`` on ReLU, seeded with one-hot of ``target`` (``"predicted"``, one class index, or one
-    per sample) or with ``R_out``. ``x`` is cast to the net's dtype."""
+    """Zennit's relevance with ``rule_for_linear()`` on every Linear and Conv2d (``first()`` on
+    the first), ``Pass`` on ReLU, the gradient through max pooling, seeded with one-hot of
+    ``target`` (``"predicted"``, one class index, or one per sample) or with ``R_out``. ``x`` is
+    cast to the net's dtype."""
     torch = import_torch()
     from zennit.attribution import Gradient
     from zennit.core import Composite
     from zennit.rules import Pass
 
     model = to_torch(net)
-    linears = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    linear = (torch.nn.Linear, torch.nn.Conv2d)
+    linears = [name for name, m in model.named_modules() if isinstance(m, linear)]
 
     def module_map(ctx, name, module):
-        if isinstance(module, torch.nn.Linear):
+        if isinstance(module, linear):
             return first() if (first is not None and name == linears[0]) else rule_for_linear()
         if isinstance(module, torch.nn.ReLU):
             return Pass()
@@ -102,7 +104,7 @@ def zennit_relevance(
 def captum_relevance(
     net: Sequential, x: np.ndarray, target, rule_for_linear: Callable, *, seeded_with_one=False
 ):
-    """Captum's ``LRP.attribute`` with ``rule_for_linear()`` set on every Linear layer
+    """Captum's ``LRP.attribute`` with ``rule_for_linear()`` set on every Linear and Conv2d layer
     (``target`` and ``x`` as for :func:`zennit_relevance`).
 
     With ``seeded_with_one`` also return Captum's own pass seeded with 1 at the target, before
@@ -114,7 +116,7 @@ def captum_relevance(
     model = to_torch(net)
     rules = []
     for m in model.modules():
-        if isinstance(m, torch.nn.Linear):
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
             m.rule = rule_for_linear()
             rules.append(m.rule)
     xt, target = _inputs(net, x, target, torch)

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn.batchnorm import BatchNorm2d
+from ..nn.conv import Conv2d
 from ..nn.layers import Dense, Flatten, Layer, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Tanh
 from ..nn.network import Sequential
+from ..nn.pool import AvgPool2d, MaxPool2d
+
+SPATIAL = (Conv2d, MaxPool2d, AvgPool2d, BatchNorm2d)  # layers whose input shape must be given
 
 
 def import_torch():
@@ -46,6 +51,9 @@ def _layer_from_torch(m, i: int, torch) -> Layer | None:
                 f"module {i} (Linear) has dtype {m.weight.dtype}; expected float32 or float64"
             )
         return Dense(_to_numpy(m.weight).T, None if m.bias is None else _to_numpy(m.bias))
+    spatial = _spatial_from_torch(m, i, torch)
+    if spatial is not None:
+        return spatial
     if isinstance(m, nn.ReLU):
         return ReLU()
     if isinstance(m, nn.LeakyReLU):
@@ -73,10 +81,70 @@ def _layer_from_torch(m, i: int, torch) -> Layer | None:
     if isinstance(m, (nn.Identity, nn.Dropout)):
         return None  # identity at inference (Dropout in eval mode)
     raise ValueError(
-        f"module {i} ({type(m).__name__}) cannot be converted; supported: Linear, ReLU, "
-        "LeakyReLU, Tanh, Sigmoid, LogSoftmax, Flatten(start_dim=1, end_dim=-1), Identity, "
-        "Dropout"
+        f"module {i} ({type(m).__name__}) cannot be converted; supported: Linear, Conv2d, "
+        "MaxPool2d, AvgPool2d, BatchNorm2d (eval mode), ReLU, LeakyReLU, Tanh, Sigmoid, "
+        "LogSoftmax, Flatten(start_dim=1, end_dim=-1), Identity, Dropout"
     )
+
+
+def _as_pair(value, what: str, i: int, name: str) -> tuple[int, int]:
+    if isinstance(value, str):
+        raise ValueError(f"module {i} ({name}) has {what}={value!r}; only integer values convert")
+    return (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+def _spatial_from_torch(m, i: int, torch) -> Layer | None:
+    """Conv2d, MaxPool2d, AvgPool2d and BatchNorm2d (eval mode), exactly; None for others."""
+    nn = torch.nn
+    name = type(m).__name__
+    if isinstance(m, nn.Conv2d):
+        if _as_pair(m.dilation, "dilation", i, name) != (1, 1) or m.groups != 1:
+            raise ValueError(
+                f"module {i} (Conv2d) has dilation {m.dilation}, groups {m.groups}; "
+                "only dilation 1 and groups 1 convert"
+            )
+        if m.padding_mode != "zeros":
+            raise ValueError(
+                f"module {i} (Conv2d) pads with {m.padding_mode!r}; only zeros convert"
+            )
+        return Conv2d(
+            _to_numpy(m.weight),
+            None if m.bias is None else _to_numpy(m.bias),
+            _as_pair(m.stride, "stride", i, name),
+            _as_pair(m.padding, "padding", i, name),
+        )
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        if m.ceil_mode:
+            raise ValueError(f"module {i} ({name}) has ceil_mode=True; only floor mode converts")
+        if isinstance(m, nn.MaxPool2d) and (
+            _as_pair(m.dilation, "dilation", i, name) != (1, 1) or m.return_indices
+        ):
+            raise ValueError(
+                f"module {i} (MaxPool2d) has dilation {m.dilation} or "
+                "return_indices; only dilation 1 without indices converts"
+            )
+        if isinstance(m, nn.AvgPool2d) and (not m.count_include_pad or m.divisor_override):
+            raise ValueError(
+                f"module {i} (AvgPool2d) excludes padding from the count or "
+                "overrides the divisor; only the default (padding counted) converts"
+            )
+        cls = MaxPool2d if isinstance(m, nn.MaxPool2d) else AvgPool2d
+        return cls(
+            _as_pair(m.kernel_size, "kernel_size", i, name),
+            _as_pair(m.stride, "stride", i, name),
+            _as_pair(m.padding, "padding", i, name),
+        )
+    if isinstance(m, nn.BatchNorm2d):
+        if m.training or m.running_mean is None:
+            raise ValueError(
+                f"module {i} (BatchNorm2d) is in training mode or keeps no running "
+                "statistics; call module.eval() first (inference mode converts)"
+            )
+        mean, var = _to_numpy(m.running_mean), _to_numpy(m.running_var)
+        weight = _to_numpy(m.weight) if m.affine else np.ones_like(mean)
+        bias = _to_numpy(m.bias) if m.affine else np.zeros_like(mean)
+        return BatchNorm2d(weight, bias, mean, var, float(m.eps))
+    return None
 
 
 def from_torch(module, input_shape: tuple[int, ...] | None = None) -> Sequential:
@@ -85,12 +153,15 @@ def from_torch(module, input_shape: tuple[int, ...] | None = None) -> Sequential
     Parameters
     ----------
     module : torch.nn.Module
-        An ``nn.Sequential`` (nested ones are flattened) of Linear, ReLU, LeakyReLU, Tanh,
-        Sigmoid, LogSoftmax, ``Flatten(start_dim=1, end_dim=-1)``, and Identity/Dropout
-        (dropped: identity at inference).
+        An ``nn.Sequential`` (nested ones are flattened) of Linear, Conv2d (dilation 1, one
+        group, zero padding), MaxPool2d and AvgPool2d (floor mode; AvgPool2d counting padding),
+        BatchNorm2d in eval mode, ReLU, LeakyReLU, Tanh, Sigmoid, LogSoftmax,
+        ``Flatten(start_dim=1, end_dim=-1)``, and Identity/Dropout (dropped: identity at
+        inference).
     input_shape : tuple of int, optional
         Shape of one sample, e.g. ``(1, 28, 28)``. Required when the first converted module is
-        Flatten (a Linear layer's width does not say which shape was flattened); otherwise
+        Flatten, a convolution, pooling or batch norm (their weights do not say the image size);
+        otherwise
         inferred from the first Linear layer, and checked when given.
 
     Returns
@@ -113,10 +184,10 @@ def from_torch(module, input_shape: tuple[int, ...] | None = None) -> Sequential
     layers = [layer for layer in layers if layer is not None]
     if not any(isinstance(layer, Dense) for layer in layers):
         raise ValueError("module has no Linear layer; nothing to convert")
-    if input_shape is None and isinstance(layers[0], Flatten):
+    if input_shape is None and isinstance(layers[0], (Flatten, *SPATIAL)):
         raise ValueError(
-            "input_shape is required when the module starts with Flatten: give the shape of "
-            "one sample, e.g. from_torch(module, input_shape=(1, 28, 28))"
+            f"input_shape is required when the module starts with {type(layers[0]).__name__}: "
+            "give the shape of one sample, e.g. from_torch(module, input_shape=(1, 28, 28))"
         )
     return Sequential(layers, input_shape=input_shape)
 
@@ -158,6 +229,8 @@ def to_torch(net: Sequential):
                 if layer.b is not None:
                     lin.bias.copy_(torch.from_numpy(layer.b))
             modules.append(lin)
+        elif isinstance(layer, SPATIAL):
+            modules.append(_spatial_to_torch(layer, nn, torch, dtype))
         elif isinstance(layer, LeakyReLU):
             modules.append(nn.LeakyReLU(layer.slope))
         elif type(layer) in _SIMPLE:
@@ -165,6 +238,37 @@ def to_torch(net: Sequential):
         else:
             raise ValueError(f"layer {i} ({layer!r}) has no PyTorch counterpart here")
     return nn.Sequential(*modules)
+
+
+def _spatial_to_torch(layer, nn, torch, dtype):
+    """The PyTorch twin of a conv, pooling or batch-norm layer (same numbers)."""
+    if isinstance(layer, Conv2d):
+        K, C, kh, kw = layer.W.shape
+        conv = nn.Conv2d(
+            C,
+            K,
+            (kh, kw),
+            stride=layer.stride,
+            padding=layer.padding,
+            bias=layer.b is not None,
+            dtype=dtype,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(layer.W))
+            if layer.b is not None:
+                conv.bias.copy_(torch.from_numpy(layer.b))
+        return conv
+    if isinstance(layer, (MaxPool2d, AvgPool2d)):
+        cls = nn.MaxPool2d if isinstance(layer, MaxPool2d) else nn.AvgPool2d
+        return cls(layer.kernel_size, layer.stride, layer.padding)
+    C = layer.params["weight"].shape[0]
+    bn = nn.BatchNorm2d(C, eps=layer.eps, dtype=dtype)
+    with torch.no_grad():
+        bn.weight.copy_(torch.from_numpy(layer.params["weight"]))
+        bn.bias.copy_(torch.from_numpy(layer.params["bias"]))
+        bn.running_mean.copy_(torch.from_numpy(layer.running_mean))
+        bn.running_var.copy_(torch.from_numpy(layer.running_var))
+    return bn.eval()
 
 
 _SIMPLE = {

@@ -55,6 +55,13 @@ class BatchNorm2d(Layer):
         self.eps = check_positive(eps, "eps")
         self._affine_of: tuple | None = None
 
+    def astype(self, dtype) -> BatchNorm2d:
+        """Convert the parameters and the running statistics to ``dtype``; return self."""
+        super().astype(dtype)
+        self.running_mean = self.running_mean.astype(self.params["weight"].dtype, copy=False)
+        self.running_var = self.running_var.astype(self.params["weight"].dtype, copy=False)
+        return self
+
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
         """``(s, t)`` of ``y = s x + t``; the same arrays until a value changes (the four
         per-channel vectors are compared by value, so in-place updates are seen)."""
