@@ -21,19 +21,11 @@ from refimpl.nn.pool import MaxPool2d
 
 from .fd import numeric_grad
 from .test_conv import ATOL, RTOL
+from .test_pool import window_case
 
 
-@st.composite
-def pool_case(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
-    padding = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)))
-    layer = MaxPool2d((kh, kw), stride, padding)
-    H = draw(st.integers(max(1, kh - 2 * padding[0]), 7))
-    W = draw(st.integers(max(1, kw - 2 * padding[1]), 7))
-    x = rng.normal(size=(draw(st.integers(1, 3)), draw(st.integers(1, 3)), H, W))
-    return layer, x, rng
+def pool_case():
+    return window_case((MaxPool2d,))
 
 
 def loop_max(layer, x):

@@ -20,9 +20,10 @@ from .test_conv import ATOL, RTOL, RULES, as_dense
 
 
 @st.composite
-def pool_case(draw):
+def window_case(draw, classes=(AvgPool2d, SumPool2d)):
+    """A random pooling layer of one of ``classes`` and an input it fits."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    cls = draw(st.sampled_from([AvgPool2d, SumPool2d]))
+    cls = draw(st.sampled_from(classes))
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
     padding = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)))
@@ -47,7 +48,7 @@ def loop_pool(layer, x):
     return z
 
 
-@given(pool_case())
+@given(window_case())
 def test_forward_equals_the_loop_twin(case):
     layer, x, _ = case
     z, _ = layer.forward(x)
@@ -55,7 +56,7 @@ def test_forward_equals_the_loop_twin(case):
     assert z.shape[1:] == layer.output_shape(x.shape[1:])
 
 
-@given(pool_case())
+@given(window_case())
 def test_adjoint_and_backward(case):
     layer, x, rng = case
     z, cache = layer.forward(x)
@@ -69,7 +70,7 @@ def test_adjoint_and_backward(case):
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.describe())
-@given(case=pool_case())
+@given(case=window_case())
 def test_every_rule_on_pooling_equals_the_rule_on_its_dense_matrix(rule, case):
     from refimpl.explain.rules import ZB, AlphaBeta, Gamma, ZPlus
 

@@ -16,12 +16,12 @@ import copy
 import numpy as np
 
 from .._checks import as_float_array, check_positive
-from .conv import Conv2d
+from .conv import ChannelBias, Conv2d
 from .layers import Layer
 from .network import Sequential
 
 
-class BatchNorm2d(Layer):
+class BatchNorm2d(ChannelBias, Layer):
     """Inference-mode batch norm over the channels of ``(n, C, H, W)`` inputs (module docstring).
 
     Parameters
@@ -86,14 +86,6 @@ class BatchNorm2d(Layer):
     def linear_T(s: np.ndarray, W: np.ndarray, input_shape=None) -> np.ndarray:
         """The adjoint of a diagonal map is itself."""
         return s * W[:, None, None]
-
-    @staticmethod
-    def add_bias(z: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return z + b[:, None, None]
-
-    @staticmethod
-    def bias_dot(s: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return s.sum(axis=(2, 3)) @ b
 
     def forward(self, x):
         s, t = self.affine()

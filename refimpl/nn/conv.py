@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._checks import as_float_array, check_int
-from .layers import Layer
+from .layers import Layer, WeightBias
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -59,7 +59,21 @@ def smallest_input(out_hw, kernel, stride, padding) -> tuple[int, int]:
     )
 
 
-class Conv2d(Layer):
+class ChannelBias:
+    """``add_bias``/``bias_dot`` of a linear layer with one bias per channel of (n, C, H, W)."""
+
+    @staticmethod
+    def add_bias(z: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``z + b``, one bias (or transform of it) per output channel."""
+        return z + b[:, None, None]
+
+    @staticmethod
+    def bias_dot(s: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per sample ``sum_{o,p,q} s[o,p,q] b[o]``, shape ``(n,)``."""
+        return s.sum(axis=(2, 3)) @ b
+
+
+class Conv2d(ChannelBias, WeightBias, Layer):
     """2-d convolution (cross-correlation): ``z = W * x_pad + b`` (module docstring).
 
     Parameters
@@ -91,14 +105,6 @@ class Conv2d(Layer):
             raise ValueError(f"stride must be >= 1, got {stride!r}")
         self.padding = _pair(padding, "padding")
 
-    @property
-    def W(self) -> np.ndarray:
-        return self.params["W"]
-
-    @property
-    def b(self) -> np.ndarray | None:
-        return self.params.get("b")
-
     # --- the map and its adjoint (also what LRP uses) -------------------------------------
 
     def _patches(self, x: np.ndarray, kh: int, kw: int) -> np.ndarray:
@@ -129,16 +135,6 @@ class Conv2d(Layer):
         return scatter_patches(
             cols.transpose(0, 3, 1, 2, 4, 5), input_shape, self.stride, self.padding
         )
-
-    @staticmethod
-    def add_bias(z: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """``z + b``, one bias (or transform of it) per output channel."""
-        return z + b[:, None, None]
-
-    @staticmethod
-    def bias_dot(s: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Per sample ``sum_{o,p,q} s[o,p,q] b[o]``, shape ``(n,)``."""
-        return s.sum(axis=(2, 3)) @ b
 
     # --- the layer's passes ----------------------------------------------------------------
 

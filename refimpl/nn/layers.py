@@ -83,7 +83,21 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
-class Dense(Layer):
+class WeightBias:
+    """``W`` and the optional ``b`` of a layer's ``params`` (dense and conv layers)."""
+
+    params: dict[str, np.ndarray]
+
+    @property
+    def W(self) -> np.ndarray:
+        return self.params["W"]
+
+    @property
+    def b(self) -> np.ndarray | None:
+        return self.params.get("b")
+
+
+class Dense(WeightBias, Layer):
     """Affine layer, eq. 2.7: ``z_k = sum_j a_j w_jk + b_k``, batched as ``z = a @ W + b``.
 
     Parameters
@@ -108,14 +122,6 @@ class Dense(Layer):
                     f"b must have shape ({W.shape[1]},) to match W {W.shape}, got {b.shape}"
                 )
             self.params["b"] = b
-
-    @property
-    def W(self) -> np.ndarray:
-        return self.params["W"]
-
-    @property
-    def b(self) -> np.ndarray | None:
-        return self.params.get("b")
 
     def forward(self, a):
         z = a @ self.W

@@ -26,10 +26,8 @@ def _check_window(kernel_size, stride, padding) -> None:
         )
 
 
-class _Pool2d(Layer):
-    """Pooling with a fixed kernel ``k`` (subclasses set :meth:`kernel_value`)."""
-
-    relevance = "linear"
+class _Windowed(Layer):
+    """A layer over 2-d windows: ``kernel_size``, ``stride`` (default: the kernel), ``padding``."""
 
     def __init__(self, kernel_size, stride=None, padding=0) -> None:
         super().__init__()
@@ -37,35 +35,6 @@ class _Pool2d(Layer):
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
         self.padding = _pair(padding, "padding")
         _check_window(self.kernel_size, self.stride, self.padding)
-        kh, kw = self.kernel_size
-        self._kernel = np.full((kh, kw), self.kernel_value(kh * kw))
-        self._linear_params = {"W": self._kernel}
-
-    @staticmethod
-    def kernel_value(count: int) -> float:
-        raise NotImplementedError
-
-    @property
-    def linear_params(self) -> dict[str, np.ndarray]:
-        return self._linear_params
-
-    def linear(self, x: np.ndarray, W: np.ndarray) -> np.ndarray:
-        """Pooling of ``x`` (n, C, H, W) with kernel ``W`` (kh, kw), per channel."""
-        view = patches(x, self.kernel_size, self.stride, self.padding)
-        return np.tensordot(view, W.astype(x.dtype, copy=False), axes=([4, 5], [0, 1]))
-
-    def linear_T(self, s: np.ndarray, W: np.ndarray, input_shape=None) -> np.ndarray:
-        """The adjoint: ``s`` (n, C, Ho, Wo) spread back with the kernel onto the input."""
-        if input_shape is None:
-            input_shape = smallest_input(s.shape[2:], self.kernel_size, self.stride, self.padding)
-        cols = s[..., None, None] * W.astype(s.dtype, copy=False)
-        return scatter_patches(cols, input_shape, self.stride, self.padding)
-
-    def forward(self, x):
-        return self.linear(x, self._kernel), x.shape[1:]
-
-    def backward(self, cache, dout):
-        return self.linear_T(dout, self._kernel, cache), {}
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -104,6 +73,44 @@ class _Pool2d(Layer):
         )
 
 
+class _Pool2d(_Windowed):
+    """Pooling with a fixed kernel ``k`` (subclasses set :meth:`kernel_value`)."""
+
+    relevance = "linear"
+
+    def __init__(self, kernel_size, stride=None, padding=0) -> None:
+        super().__init__(kernel_size, stride, padding)
+        kh, kw = self.kernel_size
+        self._kernel = np.full((kh, kw), self.kernel_value(kh * kw))
+        self._linear_params = {"W": self._kernel}
+
+    @staticmethod
+    def kernel_value(count: int) -> float:
+        raise NotImplementedError
+
+    @property
+    def linear_params(self) -> dict[str, np.ndarray]:
+        return self._linear_params
+
+    def linear(self, x: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """Pooling of ``x`` (n, C, H, W) with kernel ``W`` (kh, kw), per channel."""
+        view = patches(x, self.kernel_size, self.stride, self.padding)
+        return np.tensordot(view, W.astype(x.dtype, copy=False), axes=([4, 5], [0, 1]))
+
+    def linear_T(self, s: np.ndarray, W: np.ndarray, input_shape=None) -> np.ndarray:
+        """The adjoint: ``s`` (n, C, Ho, Wo) spread back with the kernel onto the input."""
+        if input_shape is None:
+            input_shape = smallest_input(s.shape[2:], self.kernel_size, self.stride, self.padding)
+        cols = s[..., None, None] * W.astype(s.dtype, copy=False)
+        return scatter_patches(cols, input_shape, self.stride, self.padding)
+
+    def forward(self, x):
+        return self.linear(x, self._kernel), x.shape[1:]
+
+    def backward(self, cache, dout):
+        return self.linear_T(dout, self._kernel, cache), {}
+
+
 class AvgPool2d(_Pool2d):
     """Average pooling, ``z = mean of each window`` (padded zeros count, as PyTorch's default)."""
 
@@ -124,7 +131,7 @@ class SumPool2d(_Pool2d):
         return 1.0
 
 
-class MaxPool2d(Layer):
+class MaxPool2d(_Windowed):
     """Max pooling, ``z = max of each window`` (padding with -inf, as PyTorch's ``MaxPool2d``).
 
     The gradient goes to the first maximum of each window in row-major order (what autograd
@@ -134,13 +141,6 @@ class MaxPool2d(Layer):
 
     type_name = "max_pool2d"
     relevance = "max"
-
-    def __init__(self, kernel_size, stride=None, padding=0) -> None:
-        super().__init__()
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
-        _check_window(self.kernel_size, self.stride, self.padding)
 
     def windows(self, x: np.ndarray) -> np.ndarray:
         """The windows ``(n, C, Ho, Wo, kh kw)`` of ``x`` padded with -inf (a copy)."""
@@ -174,8 +174,3 @@ class MaxPool2d(Layer):
         kh, kw = self.kernel_size
         onehot = np.arange(kh * kw) == first[..., None]
         return self.spread(onehot * dout[..., None], shape), {}
-
-    output_shape = _Pool2d.output_shape
-    config = _Pool2d.config
-    from_config = classmethod(_Pool2d.from_config.__func__)
-    __repr__ = _Pool2d.__repr__
