@@ -8,6 +8,8 @@ from .common import check_outputs, check_workdir
 
 
 def _add_am(sub: argparse._SubParsersAction) -> None:
+    from ..interpret.am_report import AM_CHOICES  # the choices, as AMSettings validates them
+
     p = sub.add_parser(
         "am",
         help="activation maximization: class prototypes three ways (eq. 3.1-3.3), measured",
@@ -31,23 +33,23 @@ def _add_am(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--code-lam", type=float, default=0.01, help="lambda of eq. 3.3")
     p.add_argument(
         "--code-ref",
-        choices=("class-mean", "paper"),
+        choices=AM_CHOICES["code_ref"],
         default="class-mean",
         help="eq. 3.3 regularizer toward class code means, or ||z||^2 (paper)",
     )
     p.add_argument(
         "--class-term",
         dest="kind",
-        choices=("log_softmax", "logit"),
+        choices=AM_CHOICES["kind"],
         default="logit",
         help="the raw logit (default: sharper prototypes) or log p(w_c|x) (paper)",
     )
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps")
     p.add_argument("--lr", type=float, default=0.05, help="initial step size (gradient ascent)")
-    p.add_argument("--method", choices=("gradient", "lbfgs"), default="gradient")
+    p.add_argument("--method", choices=AM_CHOICES["method"], default="gradient")
     p.add_argument(
         "--init",
-        choices=("mean", "black", "grey"),
+        choices=AM_CHOICES["init"],
         default="mean",
         help="pixel-space start: the training mean (default), black or grey",
     )

@@ -21,6 +21,14 @@ from .am_quality import QualityRow, prototype_quality, quality_table
 from .gan import GAN, class_code_means, classifier_score, train_gan
 from .grbm import GaussianRBM, train_grbm
 
+# the values of AMSettings' fixed-choice options, read by its validation and by `refimpl am`
+AM_CHOICES = {
+    "code_ref": ("class-mean", "paper"),
+    "kind": ("log_softmax", "logit"),
+    "method": ("gradient", "lbfgs"),
+    "init": ("mean", "black", "grey"),
+}
+
 
 @dataclass
 class AMSettings:
@@ -42,13 +50,7 @@ class AMSettings:
             check_positive(getattr(self, name), name, allow_zero=True)
         check_positive(self.lr, "lr")
         check_int(self.steps, "steps", low=1)
-        choices = {
-            "code_ref": ("class-mean", "paper"),
-            "kind": ("log_softmax", "logit"),
-            "method": ("gradient", "lbfgs"),
-            "init": ("mean", "black", "grey"),
-        }
-        for name, allowed in choices.items():
+        for name, allowed in AM_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
